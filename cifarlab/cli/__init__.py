@@ -1,0 +1,57 @@
+"""Command-line interface: ``python -m cifarlab COMMAND ...`` or ``cifarlab COMMAND ...``.
+
+Each command lives in its own module with an ``add_parser(subparsers)`` function that registers
+its sub-parser and sets ``func`` to a handler taking the parsed arguments and returning an exit
+code. Modules are imported here so ``--help`` lists every command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+from cifarlab import __version__
+
+COMMAND_MODULES = ("data", "train", "evaluate", "attack", "checkpoints")
+
+
+class CliError(Exception):
+    """An error whose message is shown to the user as is, without a traceback."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="cifarlab", description="Train, evaluate and attack CIFAR-10 classifiers."
+    )
+    parser.add_argument("--version", action="version", version=f"cifarlab {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(f"cifarlab.cli.{name}")
+        except ModuleNotFoundError as error:
+            # A command whose module is not there yet is left out of the parser.
+            if error.name != f"cifarlab.cli.{name}":
+                raise
+            continue
+        module.add_parser(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        return int(args.func(args) or 0)
+    except CliError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
