@@ -1,0 +1,110 @@
+"""Helpers every page uses: the cached data set, crisp enlarged images, errors and headers.
+
+The data source the student picks on the Data page is kept in ``st.session_state["data_source"]``
+(a dict with ``source`` and ``path``), so every page trains, evaluates and attacks on the same
+images.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import streamlit as st
+
+from cifarlab import paths
+from cifarlab.data import CLASSES, Cifar10, DataError, load_cifar10
+
+log = logging.getLogger(__name__)
+
+DATA_SOURCE_KEY = "data_source"
+DEFAULT_DATA_SOURCE = {"source": "bundled", "path": None}
+
+
+def current_data_source() -> dict:
+    """Return the data source chosen on the Data page, the bundled set by default."""
+    return dict(st.session_state.get(DATA_SOURCE_KEY, DEFAULT_DATA_SOURCE))
+
+
+def set_data_source(source: str, path: str | None = None) -> None:
+    st.session_state[DATA_SOURCE_KEY] = {"source": source, "path": path}
+
+
+@st.cache_resource(show_spinner="Loading CIFAR-10 (the first start decodes 60,000 images)...")
+def _load_shared(source: str, path: str | None, data_dir: str, cache_dir: str) -> Cifar10:
+    data = load_cifar10(source, path=path, data_dir=data_dir, cache_dir=cache_dir)
+    # One copy serves every session, so the arrays are made read-only: a page that wants to
+    # change images must copy them first (np.array(x) or torch.tensor(x)).
+    for name in ("train_images", "train_labels", "test_images", "test_labels"):
+        getattr(data, name).setflags(write=False)
+    return data
+
+
+def load_data(source: str | None = None, path: str | None = None) -> Cifar10:
+    """Load the data set once per server and share it between sessions.
+
+    Without arguments, loads the source chosen on the Data page. Raises `DataError`; pages catch
+    it and call `show_error`.
+
+    NOTE: ``st.cache_resource`` rather than ``st.cache_data``: the arrays are 184 MB, and
+    ``cache_data`` would hand every rerun of every session its own unpickled copy.
+    """
+    if source is None:
+        chosen = current_data_source()
+        source, path = chosen["source"], chosen["path"]
+    # The folders are part of the key so a changed environment variable loads afresh.
+    return _load_shared(source, path, str(paths.data_dir()), str(paths.cache_dir()))
+
+
+def enlarge(image: np.ndarray, scale: int = 8) -> np.ndarray:
+    """Upscale an image by pixel repetition, returning ``(H*scale, W*scale, 3)`` uint8.
+
+    Accepts ``(3, H, W)`` or ``(H, W, 3)``. Nearest-neighbour keeps each pixel a crisp square;
+    a browser scaling a 32x32 image up would blur it.
+    """
+    image = np.asarray(image)
+    if image.ndim != 3 or 3 not in (image.shape[0], image.shape[-1]):
+        raise ValueError(f"expected an image of shape (3, H, W) or (H, W, 3), got {image.shape}")
+    if int(scale) != scale or scale < 1:
+        raise ValueError(f"scale must be a positive whole number, got {scale}")
+    if image.shape[0] == 3 and image.shape[-1] != 3:
+        image = image.transpose(1, 2, 0)
+    return np.repeat(np.repeat(image, int(scale), axis=0), int(scale), axis=1)
+
+
+def show_error(error: Exception) -> None:
+    """Show a user-fixable error (a `ValueError` from the core) without a traceback."""
+    log.info("showing error to the user: %s", error)
+    st.error(str(error), icon=":material/error:")
+
+
+def page_header(title: str, intro: str) -> None:
+    """Draw a page's title and a one-paragraph introduction."""
+    st.title(title)
+    st.markdown(intro)
+
+
+def class_name(label: int) -> str:
+    return CLASSES[int(label)]
+
+
+def describe_source(data: Cifar10) -> str:
+    """One line naming the source and its image counts."""
+    return (
+        f"**{data.source}** — {data.description}: {data.num_train:,} training and "
+        f"{data.num_test:,} test images"
+    )
+
+
+__all__ = [
+    "DATA_SOURCE_KEY",
+    "DataError",
+    "class_name",
+    "current_data_source",
+    "describe_source",
+    "enlarge",
+    "load_data",
+    "page_header",
+    "set_data_source",
+    "show_error",
+]
