@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import http.client
 import io
 import json
 import logging
@@ -36,6 +37,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+import warnings
 import zipfile
 import zlib
 from dataclasses import dataclass, field
@@ -520,25 +522,15 @@ def decode_images(
     goes through `cifarlab.imageio.load_image_for_model`: any colour mode becomes RGB
     (transparency over white) and the centre square is resized to 32x32 with Lanczos.
     """
-    import torch
-    from torchvision.io import ImageReadMode, decode_jpeg
-
     images = np.empty((len(blobs), *IMAGE_SHAPE), dtype=np.uint8)
-    jpeg_ids = [index for index, blob in enumerate(blobs) if blob[:3] == b"\xff\xd8\xff"]
     is_done = np.zeros(len(blobs), dtype=bool)
+    jpeg_ids = [index for index, blob in enumerate(blobs) if blob[:3] == b"\xff\xd8\xff"]
     chunk_size = 2500
     for start in range(0, len(jpeg_ids), chunk_size):
         chunk = jpeg_ids[start : start + chunk_size]
-        tensors = [torch.frombuffer(bytearray(blobs[index]), dtype=torch.uint8) for index in chunk]
-        try:
-            decoded = decode_jpeg(tensors, mode=ImageReadMode.RGB)
-        except RuntimeError:
-            # One damaged or unusual JPEG fails the whole batch; the slow path below decodes the
-            # chunk one image at a time and names the file that fails.
-            decoded = [None] * len(chunk)
-        for index, tensor in zip(chunk, decoded):
-            if tensor is not None and tuple(tensor.shape) == IMAGE_SHAPE:
-                images[index] = tensor.numpy()
+        for index, image in zip(chunk, _decode_jpeg_batch([blobs[index] for index in chunk])):
+            if image is not None and image.shape == IMAGE_SHAPE:
+                images[index] = image
                 is_done[index] = True
         if progress is not None:
             progress(stage, int(is_done.sum()), len(blobs))
@@ -557,8 +549,33 @@ def decode_images(
     return images
 
 
+def _decode_jpeg_batch(blobs: list[bytes]) -> list[np.ndarray | None]:
+    """Decode JPEGs with torchvision; ``None`` marks images left to the Pillow path."""
+    try:
+        import torch
+        from torchvision.io import ImageReadMode, decode_jpeg
+    except ImportError:
+        return [None] * len(blobs)
+    tensors = [torch.frombuffer(bytearray(blob), dtype=torch.uint8) for blob in blobs]
+    try:
+        with warnings.catch_warnings():
+            # NOTE: torchvision 0.29 deprecates its image decoders in favour of TorchCodec. They
+            # still work and are pinned with torchvision; Pillow takes over if they go away.
+            warnings.simplefilter("ignore", DeprecationWarning)
+            decoded = decode_jpeg(tensors, mode=ImageReadMode.RGB)
+    except RuntimeError:
+        # One damaged or unusual JPEG fails the whole batch; the Pillow path decodes the batch
+        # one image at a time and names the file that fails.
+        return [None] * len(blobs)
+    return [tensor.numpy() for tensor in decoded]
+
+
 # ---------------------------------------------------------------------------------------------
 # cifar-10-batches-py
+
+
+class _ForbiddenGlobal(pickle.UnpicklingError):
+    pass
 
 
 class _ArrayUnpickler(pickle.Unpickler):
@@ -569,6 +586,8 @@ class _ArrayUnpickler(pickle.Unpickler):
     """
 
     _ALLOWED = {
+        # Python 3's protocol-2 pickles store bytes as _codecs.encode(text, "latin1").
+        ("_codecs", "encode"),
         ("numpy.core.multiarray", "_reconstruct"),
         ("numpy._core.multiarray", "_reconstruct"),
         ("numpy", "ndarray"),
@@ -579,7 +598,7 @@ class _ArrayUnpickler(pickle.Unpickler):
 
     def find_class(self, module: str, name: str):
         if (module, name) not in self._ALLOWED:
-            raise pickle.UnpicklingError(f"refusing to load {module}.{name} from a data batch")
+            raise _ForbiddenGlobal(f"{module}.{name}")
         # numpy 2 moved numpy.core to numpy._core; the official batches name the old module.
         if module == "numpy.core.multiarray":
             module = "numpy._core.multiarray" if hasattr(np, "_core") else module
@@ -595,6 +614,11 @@ def _unpickle(path: Path) -> dict:
         raise DataError(
             f"{path} not found; a {BATCHES_FOLDER} folder holds {', '.join(TRAIN_BATCHES)}, "
             f"{TEST_BATCH} and {META_FILE}"
+        ) from error
+    except _ForbiddenGlobal as error:
+        raise DataError(
+            f"{path} is not a CIFAR-10 batch: it asks to load {error}, which a batch never "
+            "contains, so it was not loaded"
         ) from error
     except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError) as error:
         raise DataError(f"{path} is truncated or not a CIFAR-10 batch ({error})") from error
@@ -735,16 +759,18 @@ def _download(url: str, destination: Path, timeout_s: float, progress: ProgressC
     log.info("downloading %s to %s", url, destination)
     request = urllib.request.Request(url, headers={"User-Agent": "cifarlab"})
     received = 0
+    declared = None
     try:
-        with urllib.request.urlopen(request, timeout=timeout_s) as response, open(partial, "wb") as file:
-            total = int(response.headers.get("Content-Length") or CANONICAL_SIZE)
-            while chunk := response.read(1 << 20):
-                file.write(chunk)
-                received += len(chunk)
-                if progress is not None:
-                    progress("download", received, total)
-        os.replace(partial, destination)
-    except (urllib.error.URLError, OSError, ValueError) as error:
+        with urllib.request.urlopen(request, timeout=timeout_s) as response:
+            declared = response.headers.get("Content-Length")
+            declared = int(declared) if declared and declared.isdigit() else None
+            with open(partial, "wb") as file:
+                while chunk := response.read(1 << 20):
+                    file.write(chunk)
+                    received += len(chunk)
+                    if progress is not None:
+                        progress("download", received, declared or CANONICAL_SIZE)
+    except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as error:
         partial.unlink(missing_ok=True)
         reason = getattr(error, "reason", None) or error
         if isinstance(reason, TimeoutError) or "timed out" in str(reason):
@@ -753,6 +779,16 @@ def _download(url: str, destination: Path, timeout_s: float, progress: ProgressC
             f"cannot download {url} ({reason}); {_manual_download_hint(destination.parent)}, "
             "then run again"
         ) from error
+
+    # http.client ends a body that stops short of its Content-Length without an error.
+    if declared is not None and received != declared:
+        partial.unlink(missing_ok=True)
+        raise DataError(
+            f"cannot download {url} (the connection closed after {received:,} of {declared:,} "
+            f"bytes); {_manual_download_hint(destination.parent)}, then run again"
+        )
+    os.replace(partial, destination)
+    log.info("downloaded %s (%d bytes)", destination, received)
 
 
 def _check_canonical_archive(archive: Path) -> None:
