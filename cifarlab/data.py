@@ -32,6 +32,7 @@ import logging
 import os
 import pickle
 import shutil
+import socket
 import tarfile
 import tempfile
 import time
@@ -775,6 +776,8 @@ def _download(url: str, destination: Path, timeout_s: float, progress: ProgressC
         reason = getattr(error, "reason", None) or error
         if isinstance(reason, TimeoutError) or "timed out" in str(reason):
             reason = f"timed out after {timeout_s:g} s without data"
+        elif isinstance(reason, socket.gaierror):
+            reason = f"the host name could not be resolved, so this machine looks offline: {reason}"
         raise DataError(
             f"cannot download {url} ({reason}); {_manual_download_hint(destination.parent)}, "
             "then run again"
