@@ -159,7 +159,11 @@ def build_transfer(arch: str, num_classes: int, options: dict[str, Any], fetch_w
     constructor, weights = TORCHVISION_MODELS[arch]
     net = constructor(weights=None)
     if options["pretrained"] and fetch_weights:
-        net.load_state_dict(load_cached_weights(arch))
+        try:
+            net.load_state_dict(load_cached_weights(arch))
+        except RuntimeError as error:
+            # torch lists the missing, unexpected and mis-shaped keys.
+            raise _corrupt(weights_path(weights), arch, weights, f"its tensors do not fit {arch}: {error}") from error
     elif options["freeze_backbone"] and not options["pretrained"]:
         logger.warning("%s: freeze_backbone with pretrained=False trains only a head over random features", arch)
 
