@@ -1,0 +1,316 @@
+"""The few-pixel attack: differential evolution over pixel candidates, batched on the model.
+
+The search follows Su, Vargas and Sakurai, "One pixel attack for fooling deep neural networks",
+IEEE Transactions on Evolutionary Computation 23(5), 2019: a candidate is ``(row, col, r, g, b)``
+for each changed pixel; the first population draws coordinates uniformly over the image and
+colours from a normal distribution with mean 128 and standard deviation 127 (clipped to 0..255);
+each generation makes one child per candidate with DE/rand/1, ``x_r0 + F * (x_r1 - x_r2)`` with
+``F = 0.5`` and no crossover, and a child replaces its parent only when it is better. The paper
+runs 400 candidates for up to 100 generations; `AttackConfig` defaults to the same.
+
+Two choices here go beyond the paper:
+
+- candidates are rounded and clipped to the integer pixel grid as soon as they are made, so the
+  adversarial image is exactly the ``uint8`` image the model classified;
+- the fitness is the log-odds ``log(p / (1 - p))`` of the true class (untargeted, minimized) or of
+  the target class (targeted, maximized). It ranks candidates exactly as the probability does,
+  since log-odds is increasing in ``p``, but stays resolved when a confident model's softmax
+  rounds ``p`` to 1.0 in float32.
+
+The search stops early for an image as soon as one evaluated candidate succeeds: the prediction
+leaves the true class (untargeted) or reaches the target class (targeted).
+
+Why torch and not ``scipy.optimize.differential_evolution``: with the same budget, the same
+generation rule and ``vectorized=True``, both spend nearly all their time in the model's forward
+pass over one population, so for one image they take the same time. The torch version was kept
+because it also stacks the populations of several images into one forward batch, keeps every
+image's random stream separate (an image's result does not depend on the others in its batch),
+and runs on the model's device. ``benchmarks/bench_attack.py --compare-scipy`` measures both;
+the numbers are in ``docs/BENCHMARKS.md``.
+"""
+
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from cifarlab.attack.config import FAILED, STOPPED, SUCCESS, AttackConfig, ProgressCallback, StopRequest
+from cifarlab.attack.pixels import VALUES_PER_PIXEL, apply_pixels, candidate_bounds, snap_candidates
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class _Outcome:
+    candidate: torch.Tensor  # (5 * P,) integer values
+    logits: torch.Tensor  # (C,) logits of the adversarial image built from the candidate
+    fitness: float
+    status: str
+    generations: int
+    queries: int
+    history: list[float] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def evolve(
+    model: nn.Module,
+    images: torch.Tensor,
+    classes: torch.Tensor,
+    *,
+    targeted: bool,
+    config: AttackConfig,
+    seeds: Sequence[int],
+    callback: ProgressCallback,
+    stop: StopRequest | None,
+) -> list[_Outcome]:
+    """Run differential evolution for each image of ``images`` (all correctly classified).
+
+    ``classes`` holds the true class of each image (untargeted) or its target (targeted). The
+    population and its bookkeeping stay on the CPU (a few kilobytes per image); only the
+    candidate images go to the model's device.
+    """
+    count, _, height, width = images.shape
+    popsize, pixels = config.popsize, config.pixels
+    dims = VALUES_PER_PIXEL * pixels
+    lower, upper = candidate_bounds(height, width, pixels)
+    generators = [torch.Generator().manual_seed(seed) for seed in seeds]
+    started = time.perf_counter()
+
+    population = torch.stack(
+        [_initial_population(generator, popsize, pixels, height, width) for generator in generators]
+    )
+    owners = torch.arange(count).repeat_interleave(popsize)
+    logits = evaluate_candidates(model, images, population.view(-1, dims), owners, config.eval_batch_size)
+    logits = logits.view(count, popsize, -1)
+    fitness = _fitness(logits, classes[:, None], targeted)
+
+    queries = [popsize] * count
+    generations = [0] * count
+    histories: list[list[float]] = [[] for _ in range(count)]
+    finished: list[_Outcome | None] = [None] * count
+    _settle(range(count), population, logits, fitness, classes, targeted, finished, queries, generations, started)
+    _record(range(count), logits, fitness, classes, histories, finished)
+    _report(callback, 0, config, logits, fitness, classes, queries, finished, histories, started)
+
+    for generation in range(1, config.generations + 1):
+        searching = [image for image in range(count) if finished[image] is None]
+        if not searching:
+            break
+        if stop is not None and stop.is_set():
+            logger.info("attack stopped by request after %d generations", generation - 1)
+            break
+
+        trials = torch.stack(
+            [_make_children(population[image], generators[image], config) for image in searching]
+        )
+        trials = snap_candidates(trials, lower, upper)
+        trial_owners = torch.tensor(searching).repeat_interleave(popsize)
+        trial_logits = evaluate_candidates(model, images, trials.view(-1, dims), trial_owners, config.eval_batch_size)
+        trial_logits = trial_logits.view(len(searching), popsize, -1)
+        trial_fitness = _fitness(trial_logits, classes[searching][:, None], targeted)
+
+        # A child that reaches the goal ends its image's search even when its fitness is not
+        # better than its parent's (another class can overtake the true one while the true
+        # class's probability rises).
+        hits = _hits(trial_logits, classes[searching][:, None], targeted)
+        for slot, image in enumerate(searching):
+            queries[image] += popsize
+            generations[image] = generation
+            if hits[slot].any():
+                best = torch.where(hits[slot], trial_fitness[slot], math.inf).argmin()
+                finished[image] = _Outcome(
+                    candidate=trials[slot, best].clone(),
+                    logits=trial_logits[slot, best].clone(),
+                    fitness=float(trial_fitness[slot, best]),
+                    status=SUCCESS,
+                    generations=generation,
+                    queries=queries[image],
+                    seconds=time.perf_counter() - started,
+                )
+
+        better = trial_fitness < fitness[searching]
+        index = torch.tensor(searching)
+        population[index] = torch.where(better[..., None], trials, population[index])
+        fitness[index] = torch.where(better, trial_fitness, fitness[index])
+        logits[index] = torch.where(better[..., None], trial_logits, logits[index])
+
+        _record(searching, logits, fitness, classes, histories, finished)
+        _report(callback, generation, config, logits, fitness, classes, queries, finished, histories, started)
+
+    stopped = stop is not None and stop.is_set()
+    for image in range(count):
+        if finished[image] is None:
+            best = fitness[image].argmin()
+            finished[image] = _Outcome(
+                candidate=population[image, best].clone(),
+                logits=logits[image, best].clone(),
+                fitness=float(fitness[image, best]),
+                status=STOPPED if stopped and generations[image] < config.generations else FAILED,
+                generations=generations[image],
+                queries=queries[image],
+                seconds=time.perf_counter() - started,
+            )
+        finished[image].history = histories[image]
+    return list(finished)
+
+
+def _settle(images, population, logits, fitness, classes, targeted, finished, queries, generations, started) -> None:
+    """Finish every image of ``images`` whose current population already contains a success."""
+    for image in images:
+        hits = _hits(logits[image], classes[image], targeted)
+        if finished[image] is None and hits.any():
+            best = torch.where(hits, fitness[image], math.inf).argmin()
+            finished[image] = _Outcome(
+                candidate=population[image, best].clone(),
+                logits=logits[image, best].clone(),
+                fitness=float(fitness[image, best]),
+                status=SUCCESS,
+                generations=generations[image],
+                queries=queries[image],
+                seconds=time.perf_counter() - started,
+            )
+
+
+def _record(images, logits, fitness, classes, histories, finished) -> None:
+    """Append each image's tracked-class probability (of the winner once it has one)."""
+    for image in images:
+        outcome = finished[image]
+        if outcome is not None and outcome.status == SUCCESS:
+            chosen = outcome.logits
+        else:
+            chosen = logits[image, fitness[image].argmin()]
+        histories[image].append(float(torch.softmax(chosen, dim=0)[classes[image]]))
+
+
+def _report(callback, generation, config, logits, fitness, classes, queries, finished, histories, started) -> None:
+    count = len(histories)
+    fitness_now = []
+    for image in range(count):
+        outcome = finished[image]
+        if outcome is not None and outcome.status == SUCCESS:
+            fitness_now.append(outcome.fitness)
+        else:
+            fitness_now.append(float(fitness[image].min()))
+    callback(
+        {
+            "generation": generation,
+            "max_generations": config.generations,
+            "seconds": time.perf_counter() - started,
+            "confidence": [history[-1] for history in histories],
+            "fitness": fitness_now,
+            "queries": list(queries),
+            "success": [outcome is not None and outcome.status == SUCCESS for outcome in finished],
+            "searching": [outcome is None for outcome in finished],
+        }
+    )
+
+
+def _initial_population(
+    generator: torch.Generator, popsize: int, pixels: int, height: int, width: int
+) -> torch.Tensor:
+    """Draw the first population as the paper does: uniform coordinates, colours ~ N(128, 127)."""
+    rows = torch.randint(0, height, (popsize, pixels, 1), generator=generator).float()
+    cols = torch.randint(0, width, (popsize, pixels, 1), generator=generator).float()
+    colours = torch.normal(128.0, 127.0, (popsize, pixels, 3), generator=generator)
+    colours = colours.round().clamp(0.0, 255.0)
+    return torch.cat([rows, cols, colours], dim=2).view(popsize, pixels * VALUES_PER_PIXEL)
+
+
+def _make_children(population: torch.Tensor, generator: torch.Generator, config: AttackConfig) -> torch.Tensor:
+    """Make one DE/rand/1 child per candidate, with binomial crossover when ``crossover < 1``."""
+    popsize, dims = population.shape
+    picks = _distinct_partners(popsize, generator)
+    mutants = population[picks[:, 0]] + config.mutation * (population[picks[:, 1]] - population[picks[:, 2]])
+    if config.crossover >= 1.0:
+        return mutants
+    from_mutant = torch.rand(popsize, dims, generator=generator) < config.crossover
+    # At least one value comes from the mutant, so a child never copies its parent.
+    forced = torch.randint(0, dims, (popsize,), generator=generator)
+    from_mutant[torch.arange(popsize), forced] = True
+    return torch.where(from_mutant, mutants, population)
+
+
+def _distinct_partners(popsize: int, generator: torch.Generator) -> torch.Tensor:
+    """Return ``(popsize, 3)`` indices, distinct from each other and from their row's index.
+
+    Each index is drawn uniformly from the indices not yet excluded: a draw ``u`` from
+    ``0 .. popsize - k - 1`` is shifted past each excluded index ``s <= u`` in ascending order.
+    """
+    excluded = torch.arange(popsize)[:, None]
+    picks = []
+    for taken in range(1, 4):
+        draw = torch.randint(0, popsize - taken, (popsize,), generator=generator)
+        for column in torch.sort(excluded, dim=1).values.unbind(dim=1):
+            draw = draw + (draw >= column).long()
+        picks.append(draw)
+        excluded = torch.cat([excluded, draw[:, None]], dim=1)
+    return torch.stack(picks, dim=1)
+
+
+def evaluate_candidates(
+    model: nn.Module,
+    images: torch.Tensor,
+    candidates: torch.Tensor,
+    owners: torch.Tensor,
+    batch_size: int,
+) -> torch.Tensor:
+    """Return the logits, on the CPU, of each candidate written into its owner's image."""
+    device = images.device
+    outputs = []
+    with torch.inference_mode():
+        for start in range(0, candidates.shape[0], batch_size):
+            chunk = slice(start, start + batch_size)
+            perturbed = apply_pixels(images[owners[chunk].to(device)], candidates[chunk])
+            logits = model(perturbed.float().div_(255.0))
+            outputs.append(logits.float().cpu())
+    return torch.cat(outputs)
+
+
+def _fitness(logits: torch.Tensor, classes: torch.Tensor, targeted: bool) -> torch.Tensor:
+    """Return the value to minimize: the tracked class's log-odds, negated when targeted."""
+    index = classes.expand(logits.shape[:-1])[..., None]
+    chosen = logits.gather(-1, index).squeeze(-1)
+    others = torch.logsumexp(logits.scatter(-1, index, -math.inf), dim=-1)
+    log_odds = chosen - others
+    return -log_odds if targeted else log_odds
+
+
+def _hits(logits: torch.Tensor, classes: torch.Tensor, targeted: bool) -> torch.Tensor:
+    predictions = logits.argmax(dim=-1)
+    return predictions == classes if targeted else predictions != classes
+
+
+# --- model queries -------------------------------------------------------------------------
+
+
+def attack_seed(seed: int, image_id: int, target: int | None) -> int:
+    """Derive one image's random seed from the run's seed, the image and its target."""
+    entropy = [seed, int(image_id) % 2**32, 0 if target is None else target + 1]
+    return int(np.random.SeedSequence(entropy).generate_state(1, dtype=np.uint64)[0] >> 1)
+
+
+def predict_logits(model: nn.Module, images: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
+    """Return the model's float32 logits, on the CPU, for ``uint8`` images ``(N, 3, H, W)``."""
+    device = model_device(model)
+    outputs = []
+    with torch.inference_mode():
+        for start in range(0, images.shape[0], batch_size):
+            chunk = images[start : start + batch_size].to(device)
+            outputs.append(model(chunk.float().div_(255.0)).float().cpu())
+    return torch.cat(outputs)
+
+
+def model_device(model: nn.Module) -> torch.device:
+    for tensor in model.parameters():
+        return tensor.device
+    for tensor in model.buffers():
+        return tensor.device
+    return torch.device("cpu")
