@@ -258,6 +258,17 @@ def expand_mask(mask: torch.Tensor) -> torch.Tensor:
     return mask.view(-1, 1, 1, 1)
 
 
+def select(mask: torch.Tensor, if_true: torch.Tensor, if_false: torch.Tensor) -> torch.Tensor:
+    """Return ``if_true`` where the broadcastable boolean ``mask`` is set, else ``if_false``.
+
+    This is ``torch.where`` written as ``a * m + b * (1 - m)``, which is exact for a 0/1 ``m``
+    (also in ``uint8``, where neither product can overflow) and on the CPU several times faster
+    than ``torch.where`` with broadcasting (torch 2.14, measured on uint8 CIFAR batches).
+    """
+    chosen = mask.to(if_true.dtype)
+    return if_true * chosen + if_false * (1 - chosen)
+
+
 # --------------------------------------------------------------------------------------------
 # Random numbers
 # --------------------------------------------------------------------------------------------

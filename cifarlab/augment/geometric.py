@@ -28,6 +28,7 @@ from cifarlab.augment.base import (
     like_input,
     param,
     restore_form,
+    select,
     to_float,
     uniform,
 )
@@ -76,7 +77,7 @@ def gather_window(
     window = torch.gather(images.reshape(n, channels, height * width), 2, flat_index)
     window = window.view(n, channels, out_height, out_width)
     if outside is not None:
-        window = torch.where(outside[:, None], fill_value(fill, images), window)
+        window = select(outside[:, None], fill_value(fill, images), window)
     return window
 
 
@@ -97,7 +98,7 @@ class HorizontalFlip(Operation):
     def apply(self, images: Any, params: Mapping[str, torch.Tensor]) -> Any:
         batch, form = as_batch(images, self.title)
         self._check_params(params, ["flip"], batch.shape[0])
-        flipped = torch.where(expand_mask(params["flip"]), batch.flip(-1), batch)
+        flipped = select(expand_mask(params["flip"]), batch.flip(-1), batch)
         return restore_form(flipped, form)
 
 

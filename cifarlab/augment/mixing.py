@@ -29,6 +29,7 @@ from cifarlab.augment.base import (
     param,
     permutation,
     restore_form,
+    select,
     to_float,
 )
 
@@ -205,6 +206,6 @@ class CutMix(MixingOperation):
         # NOTE: params["lam"] must stay 1 - box area / image area for mix_targets to match;
         # checking it here would cost a device sync in every training step.
         inside = box_mask(params["top"], params["left"], params["bottom"], params["right"], height, width)
-        mixed = torch.where(inside[:, None], batch[params["partner"]], batch)
+        mixed = select(inside[:, None], batch[params["partner"]], batch)
         return restore_form(mixed, form)
 

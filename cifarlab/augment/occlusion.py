@@ -33,6 +33,7 @@ from cifarlab.augment.base import (
     integers,
     param,
     restore_form,
+    select,
 )
 
 
@@ -85,5 +86,5 @@ class Cutout(Operation):
         self._check_size(height, width)
         top, left, bottom, right = self.boxes(params, (height, width)).unbind(1)
         inside = box_mask(top, left, bottom, right, height, width)
-        erased = torch.where(inside[:, None], fill_value(self.fill, batch), batch)
+        erased = select(inside[:, None], fill_value(self.fill, batch), batch)
         return restore_form(erased, form)
