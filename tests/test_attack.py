@@ -11,6 +11,7 @@ Two hand-made models make the outcomes exact:
 
 from __future__ import annotations
 
+import json
 import math
 import threading
 
@@ -564,3 +565,57 @@ def test_baseline_is_seeded():
     first = random_pixel_baseline(mean_red_model(), images, [0, 0], 1, 50, torch.Generator().manual_seed(2))
     second = random_pixel_baseline(mean_red_model(), images, [0, 0], 1, 50, torch.Generator().manual_seed(2))
     assert first.flips == second.flips
+
+
+# --- command line -----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoint(tmp_path_factory) -> str:
+    from cifarlab.checkpoints import save_checkpoint
+
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("attack-cli") / "tiny-cnn.pt"
+    save_checkpoint(path, build_model("cnn", width=4), {})
+    return str(path)
+
+
+def test_cli_prints_table_and_writes_json(tiny_checkpoint, tmp_path, capsys):
+    from cifarlab.cli import main
+
+    out = tmp_path / "attack.json"
+    code = main(
+        [
+            "attack", "--checkpoint", tiny_checkpoint, "--n", "4", "--popsize", "8",
+            "--generations", "1", "--seed", "2", "--verbose", "--json", str(out),
+        ]
+    )
+    printed = capsys.readouterr().out
+    assert code == 0
+    assert "success rate" in printed
+    assert "clean accuracy" in printed
+    assert "index" in printed.splitlines()[4]
+
+    document = json.loads(out.read_text())
+    assert document["indices"] == sample_indices(10_000, 4, seed=2)
+    summary = document["summary"]
+    assert summary["n_images"] == 4
+    assert summary["n_correct"] + summary["n_misclassified"] == 4
+    assert summary["config"]["popsize"] == 8
+    assert len(summary["images"]) == 4
+
+
+def test_cli_rejects_invalid_pixels(tiny_checkpoint, capsys):
+    from cifarlab.cli import main
+
+    code = main(["attack", "--checkpoint", tiny_checkpoint, "--pixels", "9"])
+    assert code == 2
+    assert "invalid --pixels 9" in capsys.readouterr().err
+
+
+def test_cli_rejects_missing_checkpoint(tmp_path, capsys):
+    from cifarlab.cli import main
+
+    code = main(["attack", "--checkpoint", str(tmp_path / "none.pt")])
+    assert code == 2
+    assert "not found" in capsys.readouterr().err

@@ -224,7 +224,8 @@ def attack_many(
     ``indices`` picks the images to attack (all of them when None) and may repeat an index.
     ``images_per_batch`` searches run together in one forward batch. ``callback`` receives the
     per-generation records of `attack_images` with ``done`` and ``total`` (searches finished and
-    planned) added, and ``{"event": "image", "done", "total", "outcome"}`` after each image.
+    planned) added, and after each batch one record per image with ``event="image"``, ``done``,
+    ``total``, ``image_id`` and the image's ``results`` from that batch.
     ``stop`` is checked between generations and between batches.
     """
     check_model(model)
@@ -288,7 +289,10 @@ def attack_many(
         done += len(chunk)
         if callback is not None:
             for image_id in dict.fromkeys(ids):
-                callback({"event": "image", "done": done, "total": len(searches), "image_id": image_id})
+                finished = [result for searched, result in zip(ids, results) if searched == image_id]
+                callback(
+                    {"event": "image", "done": done, "total": len(searches), "image_id": image_id, "results": finished}
+                )
 
     # Misclassified images get a result too (probabilities, no search), so every image can be
     # shown; attack_images does no search for them.
