@@ -158,6 +158,7 @@ def draw_gallery(data: cifar.Cifar10) -> None:
                 [enlarge(images[index], 3) for index in picked],
                 caption=[f"#{index}" for index in picked],
                 width=96,
+                output_format="PNG",
             )
 
 
@@ -178,6 +179,7 @@ def draw_enlarged(data: cifar.Cifar10) -> None:
         st.image(
             enlarge(images[index], scale),
             caption=f"{data.classes[label]} (class {label}), {which} image #{index}, 32x32 pixels",
+            output_format="PNG",
         )
 
 

@@ -60,7 +60,9 @@ def enlarge(image: np.ndarray, scale: int = 8) -> np.ndarray:
     """Upscale an image by pixel repetition, returning ``(H*scale, W*scale, 3)`` uint8.
 
     Accepts ``(3, H, W)`` or ``(H, W, 3)``. Nearest-neighbour keeps each pixel a crisp square;
-    a browser scaling a 32x32 image up would blur it.
+    a browser scaling a 32x32 image up would blur it. Show the result with
+    ``st.image(..., output_format="PNG")``, because Streamlit's default JPEG encoding blurs the
+    pixel edges again.
     """
     image = np.asarray(image)
     if image.ndim != 3 or 3 not in (image.shape[0], image.shape[-1]):
