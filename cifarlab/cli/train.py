@@ -1,0 +1,400 @@
+"""``cifarlab train``: train an architecture with a progress bar; Ctrl-C stops and keeps the files.
+
+Examples::
+
+    python -m cifarlab train --arch resnet --epochs 15
+    python -m cifarlab train --arch lenet --epochs 3 --train-subset 2000 --val-size 1000
+    python -m cifarlab train --resume ~/.cifarlab/checkpoints/resnet-20260101-120000.pt
+    torchrun --nproc_per_node 2 -m cifarlab train --arch cnn --device cpu
+
+Options left out take their value from ``--config`` (a JSON file of ``TrainConfig`` fields),
+from the stopped run's stored config with ``--resume``, or from the ``TrainConfig`` defaults.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import shutil
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any, TextIO
+
+from cifarlab.cli import CliError
+
+# Command-line flag -> TrainConfig field, for the flags that map one to one.
+_FIELD_FLAGS = {
+    "arch": "arch",
+    "optimizer": "optimizer",
+    "lr": "lr",
+    "momentum": "momentum",
+    "nesterov": "nesterov",
+    "weight_decay": "weight_decay",
+    "batch_size": "batch_size",
+    "epochs": "epochs",
+    "schedule": "schedule",
+    "warmup_epochs": "warmup_epochs",
+    "step_size_epochs": "step_size_epochs",
+    "step_gamma": "step_gamma",
+    "label_smoothing": "label_smoothing",
+    "data_source": "data_source",
+    "data_path": "data_path",
+    "val_size": "val_size",
+    "split_seed": "split_seed",
+    "train_subset": "train_subset",
+    "monitor": "monitor",
+    "patience": "patience",
+    "min_delta": "min_delta",
+    "seed": "seed",
+    "device": "device",
+    "channels_last": "channels_last",
+    "amp": "amp",
+    "eval_batch_size": "eval_batch_size",
+    "num_threads": "num_threads",
+    "log_every_steps": "log_every_steps",
+    "evaluate_test": "evaluate_test",
+}
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    from cifarlab.train import MONITORS, OPTIMIZERS, SCHEDULES
+
+    parser = subparsers.add_parser(
+        "train",
+        help="train a model and write its checkpoint and JSON-lines log",
+        description=(
+            "Train a CIFAR-10 classifier, keep the best-on-validation weights and write them to "
+            "a checkpoint after every epoch. Ctrl-C stops after the current batch and keeps the "
+            "checkpoint; --resume continues from there. Under torchrun, trains with "
+            "DistributedDataParallel."
+        ),
+    )
+    files = parser.add_argument_group("files")
+    files.add_argument("--config", type=Path, metavar="JSON", help="read TrainConfig fields from this JSON file; flags override them")
+    files.add_argument("--out", type=Path, metavar="PATH", help="checkpoint to write (default: <checkpoint folder>/<arch>-<date>-<time>.pt)")
+    files.add_argument("--log", type=Path, metavar="PATH", help="JSON-lines log to write (default: the checkpoint path with .log.jsonl)")
+    files.add_argument("--resume", type=Path, metavar="PATH", help="continue the stopped run of this checkpoint (or its .resume.pt)")
+    files.add_argument("--stop-file", type=Path, metavar="PATH", help="stop gracefully once this file exists (checked after every batch)")
+    files.add_argument("--print-config", action="store_true", help="print the resulting config as JSON and exit")
+
+    model = parser.add_argument_group("model")
+    model.add_argument("--arch", help="architecture name (see 'cifarlab checkpoints' or cifarlab.models.list_archs)")
+    model.add_argument(
+        "--arch-option",
+        action="append",
+        metavar="KEY=VALUE",
+        dest="arch_options",
+        help="builder option, VALUE as JSON or a plain string (repeatable), e.g. widths=[512,256,128,64]",
+    )
+
+    optim = parser.add_argument_group("optimization")
+    optim.add_argument("--optimizer", choices=OPTIMIZERS, help="optimizer")
+    optim.add_argument("--lr", type=float, help="peak learning rate")
+    optim.add_argument("--momentum", type=float, help="SGD momentum")
+    optim.add_argument("--nesterov", action=argparse.BooleanOptionalAction, help="SGD with Nesterov momentum")
+    optim.add_argument("--weight-decay", type=float, help="weight decay of conv and linear weights")
+    optim.add_argument("--batch-size", type=int, help="images per step, summed over all processes")
+    optim.add_argument("--epochs", type=int, help="passes over the training split")
+    optim.add_argument("--schedule", choices=SCHEDULES, help="learning-rate schedule")
+    optim.add_argument("--warmup-epochs", type=float, help="epochs of linear warm-up (default: 30%% of the run for onecycle, else 0)")
+    optim.add_argument("--step-size-epochs", type=int, help="'step' schedule: epochs between decays")
+    optim.add_argument("--step-gamma", type=float, help="'step' schedule: factor per decay")
+    optim.add_argument("--label-smoothing", type=float, help="share of each target spread over all classes, in [0, 1)")
+    optim.add_argument("--recipe", metavar="NAME|PATH", help="augmentation preset (none, standard, cutout, mixup, strong) or a recipe JSON file")
+
+    data = parser.add_argument_group("data and selection")
+    data.add_argument("--data-source", help="cifarlab.data source: bundled, canonical, batches or folder")
+    data.add_argument("--data-path", help="archive or folder of the data source")
+    data.add_argument("--val-size", type=int, help="training images held out for validation (0: none)")
+    data.add_argument("--split-seed", type=int, help="seed of the train/validation split")
+    data.add_argument("--train-subset", type=int, metavar="N", help="train on N class-balanced images of the training split")
+    data.add_argument("--monitor", choices=MONITORS, help="validation metric that picks the best epoch")
+    data.add_argument("--patience", type=int, help="early stopping: epochs without improvement before stopping (0: off)")
+    data.add_argument("--min-delta", type=float, help="smallest change of the monitored metric that counts as improvement")
+    data.add_argument("--test", dest="evaluate_test", action=argparse.BooleanOptionalAction, help="measure test accuracy once at the end")
+
+    hardware = parser.add_argument_group("reproducibility and hardware")
+    hardware.add_argument("--seed", type=int, help="seed of initialization, shuffling, augmentation and dropout")
+    hardware.add_argument("--device", help="auto, cpu, mps, cuda or cuda:N")
+    hardware.add_argument("--channels-last", action=argparse.BooleanOptionalAction, help="NHWC memory layout")
+    hardware.add_argument("--amp", action=argparse.BooleanOptionalAction, help="mixed precision on CUDA")
+    hardware.add_argument("--eval-batch-size", type=int, help="images per evaluation forward pass")
+    hardware.add_argument("--num-threads", type=int, help="CPU threads for torch")
+    hardware.add_argument("--log-every-steps", type=int, metavar="N", help="write a batch record every N steps")
+
+    parser.set_defaults(func=run)
+
+
+def build_config(args: argparse.Namespace) -> tuple[Any, bool]:
+    """Return the config the flags describe and whether ``--resume`` supplied its base.
+
+    Raises:
+        CliError: on an unreadable file or an invalid value.
+    """
+    from cifarlab.train import TrainConfig, read_resume_config
+
+    values: dict[str, Any] = {}
+    from_resume = False
+    try:
+        if args.resume is not None:
+            values = read_resume_config(args.resume).to_dict()
+            from_resume = True
+        if args.config is not None:
+            values.update(_read_json(args.config, "config"))
+        for flag, name in _FIELD_FLAGS.items():
+            value = getattr(args, flag)
+            if value is not None:
+                values[name] = value
+        if args.arch_options:
+            values["arch_options"] = _parse_arch_options(args.arch_options)
+        if args.recipe is not None:
+            values["recipe"] = _read_recipe(args.recipe)
+        return TrainConfig.from_dict(values), from_resume
+    except ValueError as error:
+        raise CliError(str(error)) from None
+
+
+def _read_json(path: Path, what: str) -> dict[str, Any]:
+    try:
+        values = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise CliError(f"{what} file not found: {path}") from None
+    except (OSError, json.JSONDecodeError) as error:
+        raise CliError(f"cannot read the {what} file {path}: {error}") from None
+    if not isinstance(values, dict):
+        raise CliError(f"invalid {what} file {path}: expected a JSON object")
+    return values
+
+
+def _parse_arch_options(items: list[str]) -> dict[str, Any]:
+    options = {}
+    for item in items:
+        key, separator, text = item.partition("=")
+        if not separator or not key:
+            raise CliError(f"invalid --arch-option {item!r}: expected KEY=VALUE, e.g. pretrained=true")
+        try:
+            options[key] = json.loads(text)
+        except json.JSONDecodeError:
+            options[key] = text
+    return options
+
+
+def _read_recipe(value: str) -> Any:
+    from cifarlab.augment import PRESETS
+
+    if value in PRESETS:
+        return value
+    path = Path(value)
+    if path.suffix.lower() == ".json" or path.exists():
+        return _read_json(path, "recipe")
+    raise CliError(f"invalid --recipe {value!r}: give a preset ({', '.join(PRESETS)}) or a recipe JSON file")
+
+
+def _default_out(arch: str) -> Path:
+    from cifarlab import paths
+
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    return paths.user_checkpoint_dir() / f"{arch}-{stamp}.pt"
+
+
+def _default_log(checkpoint: Path) -> Path:
+    stem = checkpoint.name[: -len(checkpoint.suffix)] if checkpoint.suffix else checkpoint.name
+    return checkpoint.with_name(stem + ".log.jsonl")
+
+
+class _StopRequest:
+    """Set by Ctrl-C or SIGTERM, or by the appearance of a stop file."""
+
+    def __init__(self, stop_file: Path | None):
+        self.event = threading.Event()
+        self.stop_file = stop_file
+
+    def is_set(self) -> bool:
+        if self.event.is_set():
+            return True
+        if self.stop_file is not None and self.stop_file.exists():
+            self.event.set()
+        return self.event.is_set()
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from cifarlab.train import train
+
+    config, from_resume = build_config(args)
+    if args.print_config:
+        print(json.dumps(config.to_dict(), indent=2))
+        return 0
+
+    if args.out is not None:
+        out = args.out
+    elif args.resume is not None:
+        out = None  # the resumed checkpoint is updated in place
+    else:
+        out = _default_out(config.arch)
+    log = args.log or _default_log(out or _resumed_checkpoint(args.resume))
+
+    rank = int(os.environ.get("RANK", "0"))
+    display = _Progress(sys.stderr, enabled=rank == 0)
+    stop = _StopRequest(args.stop_file)
+    restore_signals = _install_stop_handlers(stop, display)
+
+    # The checkpoint module logs every save; at INFO that would cut the progress bar each epoch.
+    if not args.verbose:
+        logging.getLogger("cifarlab.checkpoints").setLevel(logging.WARNING)
+    try:
+        result = train(
+            config,
+            callback=display.on_record,
+            stop=stop,
+            resume_from=args.resume,
+            checkpoint_path=out,
+            log_path=log if rank == 0 else None,
+        )
+    except ValueError as error:
+        display.finish_line()
+        raise CliError(str(error)) from None
+    except torch.OutOfMemoryError:
+        display.finish_line()
+        raise CliError(
+            f"out of memory on {config.device} with --batch-size {config.batch_size}; lower "
+            "--batch-size or --eval-batch-size, or pick a smaller --arch"
+        ) from None
+    finally:
+        restore_signals()
+
+    if rank == 0:
+        display.summary(result, log)
+    return 0
+
+
+def _resumed_checkpoint(resume: Path) -> Path:
+    from cifarlab.train.state import checkpoint_path_for
+
+    return checkpoint_path_for(resume)
+
+
+def _install_stop_handlers(stop: _StopRequest, display: "_Progress"):
+    """Make the first Ctrl-C (or SIGTERM) a graceful stop and a second one an immediate exit."""
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+    previous = {number: signal.getsignal(number) for number in (signal.SIGINT, signal.SIGTERM)}
+
+    def handle(number: int, frame: Any) -> None:
+        if stop.event.is_set():
+            raise KeyboardInterrupt
+        stop.event.set()
+        display.message("stopping after this batch; press Ctrl-C again to quit at once")
+
+    for number in previous:
+        signal.signal(number, handle)
+
+    def restore() -> None:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+
+    return restore
+
+
+def _format_seconds(seconds: float | None) -> str:
+    if seconds is None:
+        return "--:--"
+    seconds = int(round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    minutes, seconds = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{seconds:02d}" if hours else f"{minutes:02d}:{seconds:02d}"
+
+
+def _percent(value: float | None) -> str:
+    return "  n/a " if value is None else f"{100 * value:5.1f}%"
+
+
+class _Progress:
+    """Turns training records into a redrawn bar on a terminal, or one line per epoch elsewhere."""
+
+    def __init__(self, stream: TextIO, *, enabled: bool):
+        self.stream = stream
+        self.enabled = enabled
+        self.is_tty = stream.isatty()
+        self.bar_shown = False
+
+    def on_record(self, record: dict[str, Any]) -> None:
+        if not self.enabled:
+            return
+        event = record["event"]
+        if event == "start":
+            self._start(record)
+        elif event == "batch" and self.is_tty:
+            self._bar(record)
+        elif event == "epoch":
+            self._epoch(record)
+
+    def _start(self, record: dict[str, Any]) -> None:
+        sizes = record["sizes"]
+        where = record["device"]
+        if record["world_size"] > 1:
+            where += f" x {record['world_size']} processes"
+        resumed = f", resumed in epoch {record['start_epoch'] + 1}" if record["resumed_from"] else ""
+        self.message(
+            f"training {record['arch']} for {record['epochs']} epochs on {where}: "
+            f"{sizes['train']} training and {sizes['val']} validation images, "
+            f"{record['steps_per_epoch']} steps per epoch{resumed}"
+        )
+
+    def _bar(self, record: dict[str, Any]) -> None:
+        width = max(10, min(30, shutil.get_terminal_size((100, 20)).columns - 80))
+        filled = int(width * record["batch"] / record["batches"])
+        speed = record["images_per_s"]
+        text = (
+            f"\repoch {record['epoch']}/{record['epochs']} [{'#' * filled}{'.' * (width - filled)}] "
+            f"{record['batch']}/{record['batches']} loss {record['loss']:.3f} acc {_percent(record['acc'])} "
+            f"lr {record['lr']:.2e} {speed or 0:,.0f} img/s ETA {_format_seconds(record['eta_s'])}"
+        )
+        self.stream.write(text + "\x1b[K")
+        self.stream.flush()
+        self.bar_shown = True
+
+    def _epoch(self, record: dict[str, Any]) -> None:
+        val = ""
+        if record["val_loss"] is not None:
+            val = f" | val loss {record['val_loss']:.3f} acc {_percent(record['val_acc'])}"
+        best = " *" if record["is_best"] and record["val_loss"] is not None else ""
+        self.message(
+            f"epoch {record['epoch']}/{record['epochs']}: train loss {record['train_loss']:.3f} "
+            f"acc {_percent(record['train_acc'])}{val}{best} | {record['epoch_time_s']:.1f} s, "
+            f"{record['images_per_s'] or 0:,.0f} img/s, ETA {_format_seconds(record['eta_s'])}"
+        )
+
+    def message(self, text: str) -> None:
+        if not self.enabled:
+            return
+        self.finish_line()
+        print(text, file=self.stream, flush=True)
+
+    def finish_line(self) -> None:
+        if self.bar_shown:
+            self.stream.write("\r\x1b[K")
+            self.bar_shown = False
+
+    def summary(self, result: Any, log: Path) -> None:
+        self.finish_line()
+        lines = [f"{result.status}: {result.epochs_completed}/{result.config.epochs} epochs in {_format_seconds(result.train_time_s)}"]
+        if result.best_epoch is not None and result.best_val_acc is not None:
+            lines.append(
+                f"best epoch {result.best_epoch}: val acc {_percent(result.best_val_acc).strip()}, "
+                f"val loss {result.best_val_loss:.3f} (picked by {result.config.monitor})"
+            )
+        if result.test_acc is not None:
+            lines.append(f"test acc {_percent(result.test_acc).strip()} (measured once on the best model, not used to pick it)")
+        if result.checkpoint_path is not None:
+            lines.append(f"checkpoint: {result.checkpoint_path}")
+        lines.append(f"log: {log}")
+        if result.resume_path is not None:
+            lines.append(f"resume with: python -m cifarlab train --resume {result.checkpoint_path or result.resume_path}")
+        print("\n".join(lines), flush=True)
