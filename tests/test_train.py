@@ -1,0 +1,515 @@
+"""Tests of the training engine and ``cifarlab train`` on small slices of the real CIFAR-10."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from cifarlab.augment import PRESETS
+from cifarlab.checkpoints import load_checkpoint, read_meta
+from cifarlab.data import Cifar10, load_cifar10
+from cifarlab.train import (
+    COMPLETED,
+    EARLY_STOPPED,
+    FAILED,
+    STOPPED,
+    TrainConfig,
+    TrainError,
+    lr_at_step,
+    read_log,
+    read_resume_config,
+    resume_path_for,
+    train,
+)
+from cifarlab.train.dataset import stratified_subset
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+# Small runs: one thread keeps the CPU results repeatable and leaves the other core free.
+QUICK = dict(
+    arch="lenet",
+    epochs=1,
+    batch_size=32,
+    val_size=40,
+    optimizer="adam",
+    lr=2e-3,
+    num_threads=1,
+    evaluate_test=False,
+)
+
+
+def _per_class(labels: np.ndarray, count: int) -> np.ndarray:
+    return np.sort(np.concatenate([np.flatnonzero(labels == label)[:count] for label in range(10)]))
+
+
+@pytest.fixture(scope="module")
+def cifar() -> Cifar10:
+    return load_cifar10()
+
+
+@pytest.fixture(scope="module")
+def small(cifar: Cifar10) -> Cifar10:
+    """320 training images and 100 test images of the real data set, balanced over classes."""
+    train_ids = _per_class(cifar.train_labels, 32)
+    test_ids = _per_class(cifar.test_labels, 10)
+    return Cifar10(
+        train_images=cifar.train_images[train_ids],
+        train_labels=cifar.train_labels[train_ids],
+        test_images=cifar.test_images[test_ids],
+        test_labels=cifar.test_labels[test_ids],
+        source="bundled-slice",
+        description="32 training and 10 test images per class of the bundled archive",
+    )
+
+
+def _states_equal(first: torch.nn.Module, second: torch.nn.Module) -> bool:
+    a, b = first.state_dict(), second.state_dict()
+    return a.keys() == b.keys() and all(torch.equal(a[key], b[key]) for key in a)
+
+
+def _accuracy(model: torch.nn.Module, images: np.ndarray, labels: np.ndarray) -> float:
+    with torch.no_grad():
+        logits = model(torch.from_numpy(images).float() / 255)
+    return float((logits.argmax(dim=1).numpy() == labels).mean())
+
+
+class StopAfter:
+    """A stop request that becomes set once ``steps`` batch records have been seen."""
+
+    def __init__(self, steps: int):
+        self.steps = steps
+        self.seen = 0
+        self.event = threading.Event()
+
+    def __call__(self, record: dict) -> None:
+        if record["event"] == "batch":
+            self.seen += 1
+            if self.seen >= self.steps:
+                self.event.set()
+
+    def is_set(self) -> bool:
+        return self.event.is_set()
+
+
+# --- config ---------------------------------------------------------------------------------
+
+
+def test_config_round_trips_through_json():
+    config = TrainConfig(arch="mlp", arch_options={"widths": [64, 32, 32, 16]}, patience=3, train_subset=500)
+
+    restored = TrainConfig.from_dict(json.loads(json.dumps(config.to_dict())))
+
+    assert restored == config
+
+
+def test_config_default_recipe_is_standard_preset():
+    assert TrainConfig().recipe == PRESETS["standard"].to_dict()
+    assert TrainConfig(recipe="mixup").recipe == PRESETS["mixup"].to_dict()
+
+
+def test_config_copies_caller_dicts():
+    options = {"widths": [64, 32, 32, 16]}
+    config = TrainConfig(arch="mlp", arch_options=options)
+
+    options["widths"].append(8)
+
+    assert config.arch_options == {"widths": [64, 32, 32, 16]}
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "match"),
+    [
+        ("arch", "resnet9000", r"invalid arch='resnet9000': expected one of mlp, .*resnet"),
+        ("arch_options", {"widths": "wide"}, r"invalid arch_options=.*widths"),
+        ("optimizer", "rmsprop", r"invalid optimizer='rmsprop': expected one of sgd, adam, adamw"),
+        ("lr", 0.0, r"invalid lr=0\.0: expected a number in \(0, inf\)"),
+        ("lr", float("nan"), r"invalid lr=nan"),
+        ("momentum", 1.0, r"invalid momentum=1\.0: expected a number in \[0, 1\)"),
+        ("weight_decay", -1e-4, r"invalid weight_decay=-0\.0001: expected a number in \[0, inf\)"),
+        ("batch_size", 0, r"invalid batch_size=0: expected an integer >= 1"),
+        ("batch_size", True, r"invalid batch_size=True"),
+        ("batch_size", 12.5, r"invalid batch_size=12\.5"),
+        ("epochs", 0, r"invalid epochs=0: expected an integer >= 1"),
+        ("schedule", "exponential", r"invalid schedule='exponential': expected one of onecycle, cosine, step, none"),
+        ("warmup_epochs", 20.0, r"invalid warmup_epochs=20\.0: expected a number in \[0, 15\] or None"),
+        ("step_gamma", 0.0, r"invalid step_gamma=0\.0: expected a number in \(0, 1\]"),
+        ("label_smoothing", 1.0, r"invalid label_smoothing=1\.0: expected a number in \[0, 1\)"),
+        ("recipe", "fancy", r"invalid recipe='fancy': expected a recipe dict or a preset name"),
+        ("recipe", {"version": 1, "operations": [{"op": "warp"}]}, r"invalid recipe: .*warp"),
+        ("data_source", "kaggle", r"invalid data_source='kaggle': expected one of bundled"),
+        ("val_size", -1, r"invalid val_size=-1: expected an integer >= 0"),
+        ("train_subset", 0, r"invalid train_subset=0: expected an integer >= 1 or None"),
+        ("monitor", "train_acc", r"invalid monitor='train_acc': expected one of val_acc, val_loss"),
+        ("patience", -2, r"invalid patience=-2: expected an integer >= 0 or None"),
+        ("device", "tpu", r"invalid device='tpu': expected auto, cpu, mps, cuda or cuda:N"),
+        ("amp", "yes", r"invalid amp='yes': expected true or false"),
+        ("eval_batch_size", 0, r"invalid eval_batch_size=0"),
+        ("log_every_steps", 0, r"invalid log_every_steps=0"),
+    ],
+)
+def test_config_rejects_invalid_value(field, value, match):
+    with pytest.raises(ValueError, match=match):
+        TrainConfig(**{field: value})
+
+
+def test_config_rejects_nesterov_without_momentum():
+    with pytest.raises(ValueError, match=r"invalid momentum=0\.0: expected a value > 0 with nesterov=True"):
+        TrainConfig(optimizer="sgd", momentum=0.0, nesterov=True)
+
+
+def test_config_rejects_patience_without_validation():
+    with pytest.raises(ValueError, match=r"invalid patience=2: expected 0 or None when val_size=0"):
+        TrainConfig(patience=2, val_size=0)
+
+
+def test_config_from_dict_rejects_unknown_field():
+    with pytest.raises(ValueError, match=r"unknown training config field\(s\) 'learning_rate'; valid fields: .*lr"):
+        TrainConfig.from_dict({"learning_rate": 0.1})
+
+
+# --- schedule and data ----------------------------------------------------------------------
+
+
+def test_onecycle_rises_then_falls():
+    config = TrainConfig(lr=0.1, epochs=10, schedule="onecycle", warmup_epochs=2.0)
+    rates = [lr_at_step(config, step, steps_per_epoch=5) for step in range(50)]
+
+    assert rates[0] == pytest.approx(0.01)
+    assert rates[9] == pytest.approx(0.1)
+    assert max(rates) == pytest.approx(0.1)
+    assert rates[10] == pytest.approx(0.1)
+    assert rates[-1] == pytest.approx(0.1 / 40)
+    assert all(later < earlier for earlier, later in zip(rates[10:], rates[11:]))
+
+
+def test_cosine_step_and_constant_schedules():
+    cosine = TrainConfig(lr=0.1, epochs=4, schedule="cosine")
+    step = TrainConfig(lr=0.1, epochs=4, schedule="step", step_size_epochs=2, step_gamma=0.5)
+    constant = TrainConfig(lr=0.1, epochs=4, schedule="none", warmup_epochs=1.0)
+
+    assert lr_at_step(cosine, 0, 10) == pytest.approx(0.1)
+    assert lr_at_step(cosine, 20, 10) == pytest.approx(0.05)
+    assert lr_at_step(step, 19, 10) == pytest.approx(0.1)
+    assert lr_at_step(step, 20, 10) == pytest.approx(0.05)
+    assert lr_at_step(constant, 4, 10) == pytest.approx(0.05)
+    assert lr_at_step(constant, 39, 10) == pytest.approx(0.1)
+
+
+def test_stratified_subset_balances_classes():
+    labels = np.repeat(np.arange(10), [50, 50, 50, 50, 50, 50, 50, 50, 50, 5])
+    ids = np.arange(1000, 1000 + len(labels))
+
+    picked = stratified_subset(labels, ids, 95, seed=3)
+
+    counts = np.bincount(labels[picked - 1000], minlength=10)
+    assert len(picked) == 95
+    assert len(np.unique(picked)) == 95
+    assert counts.tolist() == [10] * 9 + [5]
+
+
+# --- training -------------------------------------------------------------------------------
+
+
+def test_training_beats_chance(small):
+    config = TrainConfig(**{**QUICK, "epochs": 15, "lr": 3e-3, "recipe": "none"})
+
+    result = train(config, small)
+
+    train_ids = _per_class(small.train_labels, 32)  # all ids; the split takes 40 for validation
+    accuracy = _accuracy(result.model, small.train_images[train_ids], small.train_labels[train_ids])
+    # Chance is 0.1; this run reaches about 0.7 train accuracy in its last epoch.
+    assert result.status == COMPLETED
+    assert result.history[-1]["train_acc"] > 0.35
+    assert accuracy > 0.25
+
+
+def test_records_have_documented_fields(small, tmp_path):
+    records = []
+    config = TrainConfig(**{**QUICK, "epochs": 2, "evaluate_test": True, "log_every_steps": 3})
+
+    result = train(config, small, callback=records.append, log_path=tmp_path / "log.jsonl")
+
+    events = [record["event"] for record in records]
+    assert events[0] == "start"
+    assert events[-1] == "end"
+    assert events.count("epoch") == 2
+    # 280 training images in batches of 32 give 9 steps; records at steps 3, 6 and 9.
+    assert events.count("batch") == 6
+    assert read_log(tmp_path / "log.jsonl") == records
+
+    start = records[0]
+    assert start["sizes"] == {"train": 280, "val": 40, "test": 100}
+    assert start["steps_per_epoch"] == 9
+    assert start["total_steps"] == 18
+    assert start["device"] == "cpu"
+    assert start["config"] == config.to_dict()
+
+    batch = records[1]
+    assert set(batch) >= {"epoch", "batch", "batches", "step", "loss", "acc", "lr", "images_per_s", "eta_s"}
+    assert (batch["epoch"], batch["batch"], batch["step"]) == (1, 3, 3)
+    assert 0 <= batch["acc"] <= 1
+    assert batch["images_per_s"] > 0
+
+    epoch = next(record for record in records if record["event"] == "epoch")
+    expected = {"train_loss", "train_acc", "val_loss", "val_acc", "lr", "epoch_time_s", "images_per_s", "eta_s"}
+    assert set(epoch) >= expected
+    assert all(isinstance(epoch[key], float) for key in expected - {"eta_s"})
+
+    end = records[-1]
+    assert end["status"] == COMPLETED
+    assert end["best_epoch"] in (1, 2)
+    assert end["best_val_acc"] == result.best_val_acc
+    assert end["test_acc"] == result.test_acc
+    assert "never used for selection" in end["test_note"]
+
+
+def test_same_seed_gives_same_weights(small):
+    config = TrainConfig(**{**QUICK, "val_size": 20, "seed": 7})
+    # Relabelling the test set must not change anything but test_acc: it is never used to select.
+    shuffled_test = Cifar10(
+        train_images=small.train_images,
+        train_labels=small.train_labels,
+        test_images=small.test_images,
+        test_labels=np.roll(small.test_labels, 1),
+        source=small.source,
+        description=small.description,
+    )
+
+    first = train(config.replace(evaluate_test=True), small)
+    second = train(config.replace(evaluate_test=True), shuffled_test)
+    other_seed = train(config.replace(seed=8), small)
+
+    assert _states_equal(first.model, second.model)
+    assert first.history[0]["train_loss"] == second.history[0]["train_loss"]
+    assert first.history[0]["val_loss"] == second.history[0]["val_loss"]
+    assert first.test_acc != second.test_acc
+    assert not _states_equal(first.model, other_seed.model)
+
+
+def test_stop_is_honoured_after_one_batch(small, tmp_path):
+    stop = StopAfter(1)
+    checkpoint = tmp_path / "lenet.pt"
+
+    result = train(TrainConfig(**{**QUICK, "epochs": 3}), small, callback=stop, stop=stop, checkpoint_path=checkpoint)
+
+    assert result.status == STOPPED
+    assert stop.seen == 1
+    assert result.epochs_completed == 0
+    assert result.best_epoch is None
+    assert result.resume_path == resume_path_for(checkpoint)
+    assert load_checkpoint(checkpoint).meta["training"]["status"] == STOPPED
+
+
+def test_resume_mid_epoch_matches_uninterrupted_run(small, tmp_path):
+    config = TrainConfig(**{**QUICK, "epochs": 2})
+    checkpoint = tmp_path / "run.pt"
+    log = tmp_path / "run.jsonl"
+
+    straight = train(config, small)
+    stop = StopAfter(4)  # inside the first of two 9-step epochs
+    stopped = train(config, small, callback=stop, stop=stop, checkpoint_path=checkpoint, log_path=log)
+    resumed = train(None, small, resume_from=checkpoint, log_path=log)
+
+    assert stopped.status == STOPPED
+    assert stopped.resume_path is not None
+    assert resumed.status == COMPLETED
+    assert resumed.epochs_completed == 2
+    assert _states_equal(straight.model, resumed.model)
+    for expected, actual in zip(straight.history, resumed.history):
+        assert actual["train_loss"] == expected["train_loss"]
+        assert actual["val_acc"] == expected["val_acc"]
+    # A completed run keeps no resume state, and the checkpoint contains the best weights.
+    assert not resume_path_for(checkpoint).exists()
+    assert _states_equal(load_checkpoint(checkpoint).model, resumed.model)
+    events = [record["event"] for record in read_log(log)]
+    assert events.count("start") == 2
+    assert events.count("epoch") == 2
+
+
+def test_resume_rejects_changed_config(small, tmp_path):
+    stop = StopAfter(1)
+    checkpoint = tmp_path / "run.pt"
+    config = TrainConfig(**{**QUICK, "epochs": 2})
+    train(config, small, callback=stop, stop=stop, checkpoint_path=checkpoint)
+
+    assert read_resume_config(checkpoint) == config
+    with pytest.raises(ValueError, match=r"cannot resume with a different config \(lr: 0\.002 -> 0\.1\)"):
+        train(config.replace(lr=0.1), small, resume_from=checkpoint)
+    # Hardware fields may change.
+    result = train(config.replace(eval_batch_size=64), small, resume_from=checkpoint)
+    assert result.status == COMPLETED
+
+
+def test_resume_without_state_names_the_file(tmp_path):
+    with pytest.raises(ValueError, match=r"cannot resume from .*missing\.pt: resume state .*missing\.resume\.pt not found"):
+        train(None, resume_from=tmp_path / "missing.pt")
+
+
+def test_early_stopping_keeps_best_epoch(small, tmp_path):
+    # No later epoch can beat the first by 10 nats, so training stops after 1 + patience epochs.
+    config = TrainConfig(**{**QUICK, "epochs": 6, "monitor": "val_loss", "patience": 2, "min_delta": 10.0})
+    checkpoint = tmp_path / "early.pt"
+    records = []
+
+    result = train(config, small, callback=records.append, checkpoint_path=checkpoint)
+
+    assert result.status == EARLY_STOPPED
+    assert result.epochs_completed == 3
+    assert result.best_epoch == 1
+    assert [record["epochs_without_improvement"] for record in result.history] == [0, 1, 2]
+    assert records[-1]["status"] == EARLY_STOPPED
+    loaded = load_checkpoint(checkpoint)
+    assert loaded.meta["best"]["epoch"] == 1
+    assert _states_equal(loaded.model, result.model)
+
+
+def test_best_weights_reproduce_validation_metrics(small, tmp_path):
+    config = TrainConfig(**{**QUICK, "epochs": 2, "evaluate_test": True})
+    checkpoint = tmp_path / "best.pt"
+
+    result = train(config, small, checkpoint_path=checkpoint)
+
+    from cifarlab.data import split_train_val
+
+    split = split_train_val(small.train_labels, val_size=config.val_size, seed=config.split_seed)
+    model = load_checkpoint(checkpoint).model
+    val_accuracy = _accuracy(model, small.train_images[split.val_idx], small.train_labels[split.val_idx])
+    assert val_accuracy == pytest.approx(result.best_val_acc)
+    meta = read_meta(checkpoint)
+    assert meta["best"]["val_acc"] == result.best_val_acc
+    assert meta["test"]["acc"] == result.test_acc
+    assert meta["training"]["status"] == COMPLETED
+    assert len(meta["history"]) == 2
+
+
+def test_training_without_validation_keeps_last_epoch(small):
+    result = train(TrainConfig(**{**QUICK, "epochs": 2, "val_size": 0}), small)
+
+    assert result.best_epoch == 2
+    assert result.best_val_acc is None
+    assert result.history[-1]["val_loss"] is None
+
+
+def test_train_subset_limits_training_images(small):
+    records = []
+
+    train(TrainConfig(**{**QUICK, "train_subset": 100}), small, callback=records.append)
+
+    assert records[0]["sizes"]["train"] == 100
+    assert records[0]["split"]["train_subset"] == 100
+
+
+def test_mixup_and_label_smoothing_train(small):
+    config = TrainConfig(**{**QUICK, "recipe": "mixup", "label_smoothing": 0.1, "optimizer": "sgd", "lr": 0.05, "schedule": "cosine"})
+
+    result = train(config, small)
+
+    assert math.isfinite(result.history[0]["train_loss"])
+
+
+def test_diverging_loss_fails_with_record(small):
+    records = []
+    config = TrainConfig(**{**QUICK, "optimizer": "sgd", "lr": 1e12, "schedule": "none", "nesterov": False})
+
+    with pytest.raises(TrainError, match=r"the training loss became nan at epoch 1, step \d+; lower the learning rate"):
+        train(config, small, callback=records.append)
+
+    assert records[-1]["event"] == "end"
+    assert records[-1]["status"] == FAILED
+    assert "TrainError" in records[-1]["error"]
+
+
+def test_too_large_validation_split_is_rejected(small):
+    with pytest.raises(ValueError, match=r"invalid val_size=320: it must be below the 320 training images"):
+        train(TrainConfig(**{**QUICK, "val_size": 320}), small)
+
+
+# --- command line ---------------------------------------------------------------------------
+
+
+def _cli(*args: str, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "cifarlab", "train", *args],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        **kwargs,
+    )
+
+
+CLI_QUICK = [
+    "--arch", "lenet", "--train-subset", "200", "--val-size", "100", "--batch-size", "50",
+    "--optimizer", "adam", "--lr", "0.002", "--no-test", "--num-threads", "1",
+]
+
+
+def test_cli_trains_stops_and_resumes(tmp_path):
+    checkpoint = tmp_path / "cli.pt"
+    log = tmp_path / "cli.jsonl"
+    stop_file = tmp_path / "STOP"
+    stop_file.touch()
+
+    stopped = _cli(*CLI_QUICK, "--epochs", "2", "--out", str(checkpoint), "--log", str(log), "--stop-file", str(stop_file))
+    stop_file.unlink()
+    resumed = _cli("--resume", str(checkpoint), "--log", str(log))
+
+    assert stopped.returncode == 0, stopped.stderr
+    assert "stopped: 0/2 epochs" in stopped.stdout
+    assert f"resume with: python -m cifarlab train --resume {checkpoint}" in stopped.stdout
+    assert resumed.returncode == 0, resumed.stderr
+    assert "completed: 2/2 epochs" in resumed.stdout
+    # Without a terminal the progress is one line per epoch.
+    assert "epoch 2/2: train loss" in resumed.stderr
+    assert "\r" not in resumed.stderr
+    records = read_log(log)
+    assert [record["status"] for record in records if record["event"] == "end"] == [STOPPED, COMPLETED]
+    assert load_checkpoint(checkpoint).meta["training"]["epochs_completed"] == 2
+
+
+def test_cli_reports_invalid_value_without_traceback(tmp_path):
+    result = _cli("--arch", "lenet", "--lr", "-1", "--out", str(tmp_path / "x.pt"))
+
+    assert result.returncode == 2
+    assert "error: invalid lr=-1.0: expected a number in (0, inf)" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "x.pt").exists()
+
+
+def test_cli_ctrl_c_stops_gracefully(tmp_path):
+    checkpoint = tmp_path / "interrupted.pt"
+    log = tmp_path / "interrupted.jsonl"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "cifarlab", "train", *CLI_QUICK, "--epochs", "50", "--out", str(checkpoint), "--log", str(log)],
+        cwd=REPO_ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not any(r["event"] == "batch" for r in (read_log(log) if log.exists() else [])):
+            time.sleep(0.2)
+        process.send_signal(signal.SIGINT)
+        stdout, stderr = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+
+    assert process.returncode == 0, stderr
+    assert "stopping after this batch" in stderr
+    assert "Traceback" not in stderr
+    assert read_log(log)[-1]["status"] == STOPPED
+    assert checkpoint.exists()
+    assert resume_path_for(checkpoint).exists()
