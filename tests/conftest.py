@@ -114,7 +114,9 @@ class StreamlitServer:
         raise TimeoutError(f"streamlit did not become healthy in {timeout_s} s; log:\n{self.log()}")
 
     def log(self) -> str:
-        self._log_file.flush()
+        # The fixture reads the log once more after stop() has closed the file.
+        if not self._log_file.closed:
+            self._log_file.flush()
         return self.log_path.read_text(errors="replace")
 
     def stop(self) -> None:
