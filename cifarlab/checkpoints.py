@@ -8,11 +8,11 @@ A checkpoint is a ``torch.save`` zip file holding one dict of plain Python value
 - ``state_dict``, stored in float32 or, with ``half=True``, float16;
 - ``normalization`` (mean and std), ``num_params``, ``precision``, ``versions`` (cifarlab,
   torch, torchvision, numpy, Python) and ``created`` (UTC date, ISO 8601);
-- the caller's metadata, at the top level: by convention ``config`` (the train config as a
-  dict), ``class_names``, ``history`` (one dict per epoch), ``best`` (the best validation
-  metrics, such as ``val_acc`` and ``val_loss``, with their ``epoch``), ``data`` (source and
-  split), ``training`` (time and device) and optionally ``test`` (test metrics, for display
-  only). Accuracies are fractions in [0, 1].
+- the caller's metadata, at the top level. Training writes ``config`` (the train config as a
+  dict), ``class_names``, ``history`` (one dict per epoch) and ``best`` (the best validation
+  metrics, such as ``val_acc`` and ``val_loss``, with their ``epoch``). It also writes ``data``
+  (source and split), ``training`` (time and device) and optionally ``test`` (test metrics,
+  for display only). Accuracies are fractions in [0, 1].
 
 Files are loaded with ``torch.load(weights_only=True)``, whose unpickler builds only tensors and
 plain containers, so opening a file never runs code from it.
@@ -152,7 +152,7 @@ def save_checkpoint(
             stays float32.
 
     Raises:
-        CheckpointError: the model is not a Classifier, or ``meta`` holds a reserved key or a
+        CheckpointError: the model is not a Classifier, or ``meta`` contains a reserved key or a
             value that is not plain data.
     """
     path = Path(path)
@@ -230,6 +230,7 @@ def _to_plain(value: Any, where: str) -> Any:
         return int(value)
     if isinstance(value, float):
         return float(value)
+
     if isinstance(value, torch.Tensor):
         return value.detach().to("cpu").clone()
     if isinstance(value, np.generic):
@@ -238,6 +239,7 @@ def _to_plain(value: Any, where: str) -> Any:
         return torch.from_numpy(np.ascontiguousarray(value)).clone()
     if isinstance(value, os.PathLike):
         return os.fspath(value)
+
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return _to_plain(dataclasses.asdict(value), where)
     if isinstance(value, dict):
@@ -293,10 +295,10 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     of a model saved through DistributedDataParallel lose their leading ``module.`` prefix.
 
     Raises:
-        CheckpointError: the file is missing, not a cifarlab checkpoint, holds pickled Python
-            objects (refused before anything in them runs), was written by a newer format, or
-            its weights do not fit its architecture (the message lists missing and unexpected
-            keys).
+        CheckpointError: the file is missing or is not a cifarlab checkpoint. Also when it
+            contains pickled Python objects (rejected before anything in them runs), has a newer
+            format version, or its weights do not fit its architecture (the message lists the
+            missing and unexpected keys).
     """
     path = Path(path)
     payload = _read_payload(path, map_location, mmap=False)
@@ -391,10 +393,10 @@ def _read_payload(path: Path, map_location: Any, mmap: bool) -> dict[str, Any]:
 
 def _pickled_object_message(path: Path, error: Exception) -> str:
     found = re.search(r"GLOBAL ([\w.]+)", str(error))
-    what = f" ({found.group(1)})" if found else ""
+    global_name = f" ({found.group(1)})" if found else ""
     return (
-        f"{path} was rejected: it contains a pickled Python object{what}, which could run code "
-        f"when loaded, so nothing in it was loaded. A cifarlab checkpoint holds only tensors and "
+        f"{path} was rejected: it contains a pickled Python object{global_name}, which could run code "
+        f"when loaded, so nothing in it was loaded. A cifarlab checkpoint contains only tensors and "
         f"plain values; a whole pickled model (torch.save(model)) must be re-saved from its "
         f"state dict with cifarlab's save_checkpoint"
     )
@@ -416,10 +418,9 @@ def _check_keys(path: Path, model: Classifier, state_dict: dict[str, torch.Tenso
 def _key_list(keys: list[str], limit: int = 8) -> str:
     if not keys:
         return "none"
-    shown = ", ".join(keys[:limit])
-    if len(keys) > limit:
-        shown += f" and {len(keys) - limit} more"
-    return f"{shown} ({len(keys)} in all)" if len(keys) > limit else shown
+    if len(keys) <= limit:
+        return ", ".join(keys)
+    return f"{', '.join(keys[:limit])} and {len(keys) - limit} more ({len(keys)} in all)"
 
 
 # ----------------------------------------------------------------------------------------------
@@ -536,7 +537,7 @@ def delete_checkpoint(path: str | os.PathLike) -> None:
         )
     user_dir = paths.user_checkpoint_dir()
     if not _is_inside(path, user_dir):
-        raise CheckpointError(f"refusing to delete {path}: it is not in the user checkpoint folder {user_dir}")
+        raise CheckpointError(f"cannot delete {path}: it is not in the user checkpoint folder {user_dir}")
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
     path.unlink()

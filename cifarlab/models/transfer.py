@@ -154,7 +154,7 @@ def build_transfer(arch: str, num_classes: int, options: dict[str, Any], fetch_w
 
     ``fetch_weights=False`` builds the pretrained layout (ImageNet normalization included)
     without reading the cached weights; loading a checkpoint does that, since the checkpoint
-    holds every weight.
+    contains every weight.
     """
     constructor, weights = TORCHVISION_MODELS[arch]
     net = constructor(weights=None)
