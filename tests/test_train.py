@@ -455,6 +455,87 @@ CLI_QUICK = [
 ]
 
 
+def _parse(*args: str):
+    from cifarlab.cli import build_parser
+
+    return build_parser().parse_args(["train", *args])
+
+
+def test_cli_flags_build_config(tmp_path):
+    from cifarlab.cli.train import build_config
+
+    config_file = tmp_path / "config.json"
+    config_file.write_text(json.dumps({"arch": "cnn", "epochs": 4, "lr": 0.01}))
+    args = _parse(
+        "--config", str(config_file), "--arch", "mlp", "--arch-option", "widths=[64,32,32,16]",
+        "--arch-option", "dropout=0.1", "--recipe", "mixup", "--patience", "3", "--no-amp",
+        "--monitor", "val_loss",
+    )
+
+    config, from_resume = build_config(args)
+
+    assert from_resume is False
+    assert config.arch == "mlp"
+    assert config.arch_options == {"widths": [64, 32, 32, 16], "dropout": 0.1}
+    assert config.epochs == 4
+    assert config.lr == 0.01
+    assert config.recipe == PRESETS["mixup"].to_dict()
+    assert config.patience == 3
+    assert config.amp is False
+    assert config.monitor == "val_loss"
+
+
+@pytest.mark.parametrize(
+    ("args", "match"),
+    [
+        (["--arch-option", "widths"], r"invalid --arch-option 'widths': expected KEY=VALUE"),
+        (["--recipe", "sharpen"], r"invalid --recipe 'sharpen': give a preset"),
+        (["--config", "missing.json"], r"config file not found: missing\.json"),
+        (["--batch-size", "0"], r"invalid batch_size=0"),
+    ],
+)
+def test_cli_rejects_bad_flags(args, match):
+    from cifarlab.cli import CliError
+    from cifarlab.cli.train import build_config
+
+    with pytest.raises(CliError, match=match):
+        build_config(_parse(*args))
+
+
+class _Terminal:
+    def __init__(self, tty: bool):
+        self.tty = tty
+        self.text = ""
+
+    def isatty(self) -> bool:
+        return self.tty
+
+    def write(self, text: str) -> None:
+        self.text += text
+
+    def flush(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize("tty", [True, False])
+def test_cli_progress_bar_or_lines(small, tty):
+    from cifarlab.cli.train import _Progress
+
+    terminal = _Terminal(tty)
+    progress = _Progress(terminal, enabled=True)
+
+    train(TrainConfig(**{**QUICK, "epochs": 2}), small, callback=progress.on_record)
+
+    assert "training lenet for 2 epochs on cpu: 280 training and 40 validation images" in terminal.text
+    assert "epoch 2/2: train loss" in terminal.text
+    if tty:
+        assert "\repoch 1/2 [" in terminal.text
+        assert "9/9 loss" in terminal.text
+    else:
+        assert "\r" not in terminal.text
+
+
+@pytest.mark.slow
 def test_cli_trains_stops_and_resumes(tmp_path):
     checkpoint = tmp_path / "cli.pt"
     log = tmp_path / "cli.jsonl"
@@ -478,6 +559,7 @@ def test_cli_trains_stops_and_resumes(tmp_path):
     assert load_checkpoint(checkpoint).meta["training"]["epochs_completed"] == 2
 
 
+@pytest.mark.slow
 def test_cli_reports_invalid_value_without_traceback(tmp_path):
     result = _cli("--arch", "lenet", "--lr", "-1", "--out", str(tmp_path / "x.pt"))
 
@@ -487,6 +569,7 @@ def test_cli_reports_invalid_value_without_traceback(tmp_path):
     assert not (tmp_path / "x.pt").exists()
 
 
+@pytest.mark.slow
 def test_cli_ctrl_c_stops_gracefully(tmp_path):
     checkpoint = tmp_path / "interrupted.pt"
     log = tmp_path / "interrupted.jsonl"

@@ -62,7 +62,8 @@ _FIELD_FLAGS = {
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    from cifarlab.train import MONITORS, OPTIMIZERS, SCHEDULES
+    from cifarlab.models import list_archs
+    from cifarlab.train import MONITORS, OPTIMIZERS, SCHEDULES, TrainConfig
 
     parser = subparsers.add_parser(
         "train",
@@ -77,13 +78,22 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     files = parser.add_argument_group("files")
     files.add_argument("--config", type=Path, metavar="JSON", help="read TrainConfig fields from this JSON file; flags override them")
     files.add_argument("--out", type=Path, metavar="PATH", help="checkpoint to write (default: <checkpoint folder>/<arch>-<date>-<time>.pt)")
-    files.add_argument("--log", type=Path, metavar="PATH", help="JSON-lines log to write (default: the checkpoint path with .log.jsonl)")
+    # torchrun reads every option that abbreviates one of its own (--log of --log-dir, --monitor of
+    # --monitor-interval) and stops with "ambiguous option", so those two have a second name.
+    files.add_argument(
+        "--log",
+        "--log-path",
+        dest="log",
+        type=Path,
+        metavar="PATH",
+        help="JSON-lines log to write (default: the checkpoint path with .log.jsonl); use --log-path under torchrun",
+    )
     files.add_argument("--resume", type=Path, metavar="PATH", help="continue the stopped run of this checkpoint (or its .resume.pt)")
     files.add_argument("--stop-file", type=Path, metavar="PATH", help="stop gracefully once this file exists (checked after every batch)")
     files.add_argument("--print-config", action="store_true", help="print the resulting config as JSON and exit")
 
     model = parser.add_argument_group("model")
-    model.add_argument("--arch", help="architecture name (see 'cifarlab checkpoints' or cifarlab.models.list_archs)")
+    model.add_argument("--arch", help=f"architecture: {', '.join(list_archs())}")
     model.add_argument(
         "--arch-option",
         action="append",
@@ -105,16 +115,22 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     optim.add_argument("--step-size-epochs", type=int, help="'step' schedule: epochs between decays")
     optim.add_argument("--step-gamma", type=float, help="'step' schedule: factor per decay")
     optim.add_argument("--label-smoothing", type=float, help="share of each target spread over all classes, in [0, 1)")
-    optim.add_argument("--recipe", metavar="NAME|PATH", help="augmentation preset (none, standard, cutout, mixup, strong) or a recipe JSON file")
+    optim.add_argument("--recipe", metavar="NAME|PATH", help="augmentation preset (none, standard, cutout, mixup, strong) or a recipe JSON file (default: standard)")
 
     data = parser.add_argument_group("data and selection")
     data.add_argument("--data-source", help="cifarlab.data source: bundled, canonical, batches or folder")
-    data.add_argument("--data-path", help="archive or folder of the data source")
+    data.add_argument("--data-path", help="archive or folder of the data source (default: the source's own location)")
     data.add_argument("--val-size", type=int, help="training images held out for validation (0: none)")
     data.add_argument("--split-seed", type=int, help="seed of the train/validation split")
-    data.add_argument("--train-subset", type=int, metavar="N", help="train on N class-balanced images of the training split")
-    data.add_argument("--monitor", choices=MONITORS, help="validation metric that picks the best epoch")
-    data.add_argument("--patience", type=int, help="early stopping: epochs without improvement before stopping (0: off)")
+    data.add_argument("--train-subset", type=int, metavar="N", help="train on N class-balanced images of the training split (default: all)")
+    data.add_argument(
+        "--monitor",
+        "--monitor-metric",
+        dest="monitor",
+        choices=MONITORS,
+        help="validation metric that picks the best epoch; use --monitor-metric under torchrun",
+    )
+    data.add_argument("--patience", type=int, help="early stopping: epochs without improvement before stopping (default: 0, off)")
     data.add_argument("--min-delta", type=float, help="smallest change of the monitored metric that counts as improvement")
     data.add_argument("--test", dest="evaluate_test", action=argparse.BooleanOptionalAction, help="measure test accuracy once at the end")
 
@@ -124,9 +140,16 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     hardware.add_argument("--channels-last", action=argparse.BooleanOptionalAction, help="NHWC memory layout")
     hardware.add_argument("--amp", action=argparse.BooleanOptionalAction, help="mixed precision on CUDA")
     hardware.add_argument("--eval-batch-size", type=int, help="images per evaluation forward pass")
-    hardware.add_argument("--num-threads", type=int, help="CPU threads for torch")
+    hardware.add_argument("--num-threads", type=int, help="CPU threads for torch (default: torch's own choice)")
     hardware.add_argument("--log-every-steps", type=int, metavar="N", help="write a batch record every N steps")
 
+    # Flags default to None, which leaves the field to --config, --resume or TrainConfig, so the
+    # help shows TrainConfig's default; fields whose default is None explain it in their text.
+    defaults = TrainConfig().to_dict()
+    for action in parser._actions:
+        field = _FIELD_FLAGS.get(action.dest)
+        if field is not None and action.help and defaults[field] is not None:
+            action.help += f" (default: {defaults[field]})"
     parser.set_defaults(func=run)
 
 

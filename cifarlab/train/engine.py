@@ -255,8 +255,9 @@ class _Run:
             torch_version=torch.__version__,
             notes=list(self.notes),
         )
-        for note in self.notes:
-            logger.info("%s", note)
+        if self.context.is_main:
+            for note in self.notes:
+                logger.info("%s", note)
 
     def _configure_precision(self) -> None:
         config = self.config
