@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import warnings
 from typing import Any, Sequence
 
 import numpy as np
@@ -231,7 +232,12 @@ def check_model(model: nn.Module) -> None:
 
 
 def as_image_batch(images: np.ndarray | torch.Tensor, single: bool) -> torch.Tensor:
-    tensor = torch.as_tensor(images)
+    """Return ``images`` as a uint8 tensor ``(N, 3, H, W)``, sharing memory with a numpy input."""
+    with warnings.catch_warnings():
+        # A cached data set is a read-only array. Sharing it is safe because the attack never
+        # writes into its input: every perturbed image is a copy.
+        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+        tensor = torch.as_tensor(images)
     expected = 3 if single else 4
     if tensor.dtype != torch.uint8 or tensor.ndim != expected or tensor.shape[-3] != 3:
         shape = "(3, H, W)" if single else "(N, 3, H, W)"
