@@ -423,12 +423,86 @@ def _read_tar(archive: Path) -> dict[str, bytes]:
     raw = archive.read_bytes()
     if raw[:2] == b"\x1f\x8b":
         raw = gzip.decompress(raw)
+    files = _read_plain_ustar(raw)
+    if files is not None:
+        return files
     files = {}
     with tarfile.open(fileobj=io.BytesIO(raw), mode="r:") as tar:
         for member in tar:
             if member.isfile():
                 files[member.name] = raw[member.offset_data : member.offset_data + member.size]
+        # tarfile ends its listing quietly at a damaged header; only zero blocks may follow.
+        if raw[tar.offset :].strip(b"\0"):
+            raise tarfile.ReadError(f"damaged tar header at byte {tar.offset:,}")
     return files
+
+
+_TAR_BLOCK = 512
+_TAR_REGULAR = (ord("0"), 0)
+_TAR_DIRECTORY = ord("5")
+
+
+def _read_plain_ustar(raw: bytes) -> dict[str, bytes] | None:
+    """Read a tar of plain files and folders, or return None to leave it to tarfile.
+
+    tarfile spends about 50 µs on each member's header, 3 s for the 60,000 bundled images; this
+    reads the few fields a plain ustar header needs and checks the headers' checksums with numpy.
+    Anything else (pax or GNU long names, links, an unreadable field) returns None, so tarfile
+    parses it and reports its errors. Unlike tarfile, which stops quietly at a damaged header
+    after the first, a bad checksum raises `tarfile.ReadError`.
+    """
+    offsets, files = [], {}
+    position = 0
+    while position + _TAR_BLOCK <= len(raw):
+        header = raw[position : position + _TAR_BLOCK]
+        if header[0] == 0:
+            break  # the zero blocks that end the archive
+        kind = header[156]
+        if kind not in (*_TAR_REGULAR, _TAR_DIRECTORY) or header[124] & 0x80:
+            return None
+        try:
+            size = int(header[124:136].split(b"\0", 1)[0].strip() or b"0", 8)
+            name = header[:100].split(b"\0", 1)[0].decode("utf-8")
+            if header[257:262] == b"ustar":
+                prefix = header[345:500].split(b"\0", 1)[0].decode("utf-8")
+                name = f"{prefix}/{name}" if prefix else name
+        except (ValueError, UnicodeDecodeError):
+            return None
+        start = position + _TAR_BLOCK
+        if start + size > len(raw):
+            return None
+        offsets.append(position)
+        if kind != _TAR_DIRECTORY:
+            files[name] = raw[start : start + size]
+        position = start + -(-size // _TAR_BLOCK) * _TAR_BLOCK
+    if not offsets:
+        return None
+    _check_tar_checksums(raw, offsets)
+    return files
+
+
+def _check_tar_checksums(raw: bytes, offsets: list[int]) -> None:
+    """Raise `tarfile.ReadError` for a header whose checksum does not match its bytes.
+
+    The checksum is the sum of the header's bytes with the checksum field read as spaces; some
+    old tar programs summed signed bytes, so either sum is accepted, as tarfile does.
+    """
+    buffer = np.frombuffer(raw, dtype=np.uint8)
+    starts = np.asarray(offsets, dtype=np.int64)
+    for first in range(0, len(starts), 4096):
+        block = buffer[starts[first : first + 4096, None] + np.arange(_TAR_BLOCK)]
+        fields = block[:, 148:156]
+        unsigned = block.sum(axis=1, dtype=np.int64) - fields.sum(axis=1) + 8 * ord(" ")
+        high_bytes = (block >= 128).sum(axis=1) - (fields >= 128).sum(axis=1)
+        signed = unsigned - 256 * high_bytes
+        for index, field in enumerate(fields):
+            try:
+                stored = int(bytes(field).split(b"\0", 1)[0].strip() or b"0", 8)
+            except ValueError:
+                stored = -1
+            if stored not in (unsigned[index], signed[index]):
+                offset = int(starts[first + index])
+                raise tarfile.ReadError(f"bad checksum in the tar header at byte {offset:,}")
 
 
 def _read_folder(root: Path) -> dict[str, bytes]:

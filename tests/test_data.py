@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import http.server
 import io
@@ -614,3 +615,31 @@ def test_canonical_corrupt_archive(tmp_path, cache):
         file.truncate(data.CANONICAL_SIZE)  # sparse: the right size, all zeros
     with pytest.raises(DataError, match=r"is corrupt: its MD5 is [0-9a-f]{32}, not c58f3"):
         load_cifar10("canonical", data_dir=tmp_path, cache_dir=cache)
+
+
+def test_tar_long_names_use_tarfile(tmp_path, cache):
+    # Paths over 100 characters need pax headers, which only tarfile's own parser reads.
+    root = write_image_tree(tmp_path / "images", per_class=1)
+    long_name = "x" * 120 + ".png"
+    Image.new("RGB", (32, 32), (9, 9, 9)).save(root / "test" / "cat" / long_name)
+    archive = tar_folder(root, tmp_path / "long.tar.gz")
+    with tarfile.open(archive) as tar:
+        assert any(len(name) > 100 for name in tar.getnames())
+    loaded = load_cifar10("folder", path=archive, cache_dir=cache)
+    assert loaded.num_test == 11
+
+
+@pytest.mark.parametrize("tar_format", [tarfile.USTAR_FORMAT, tarfile.PAX_FORMAT])
+def test_tar_damaged_header_reported(tmp_path, cache, tar_format):
+    root = write_image_tree(tmp_path / "images", per_class=1)
+    damaged = tmp_path / "damaged.tar"
+    with tarfile.open(damaged, "w", format=tar_format) as tar:
+        for path in sorted(root.rglob("*")):
+            tar.add(path, arcname=path.relative_to(root).as_posix(), recursive=False)
+    with tarfile.open(damaged) as tar:
+        fifth = tar.getmembers()[4]
+    raw = bytearray(damaged.read_bytes())
+    raw[fifth.offset] ^= 0x01  # the first letter of the fifth member's name
+    damaged.write_bytes(bytes(raw))
+    with pytest.raises(DataError, match=r"damaged.tar is truncated or corrupt \((bad checksum|damaged tar header)"):
+        load_cifar10("folder", path=damaged, cache_dir=cache)
