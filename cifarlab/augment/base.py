@@ -33,8 +33,8 @@ class ParamSpec:
     """The declared type, range and meaning of one operation parameter.
 
     ``kind`` is one of ``"int"``, ``"float"``, ``"bool"``, ``"choice"`` or ``"color"`` (an RGB
-    triple in ``[0, 1]``). ``low`` and ``high`` are inclusive bounds for numbers; ``step`` is the
-    step a slider should use.
+    triple in ``[0, 1]``). ``low`` and ``high`` are inclusive bounds for numbers, ``step`` is the
+    step a slider should use, and ``widget`` is ``"number"`` where typing a value beats dragging.
     """
 
     name: str
@@ -46,6 +46,7 @@ class ParamSpec:
     choices: tuple[str, ...] = ()
     unit: str = ""
     help: str = ""
+    widget: str = "slider"
 
 
 def param(
@@ -58,6 +59,7 @@ def param(
     choices: Sequence[str] = (),
     unit: str = "",
     help: str = "",
+    widget: str = "slider",
 ) -> Any:
     """Declare an operation parameter: a dataclass field that carries its `ParamSpec`."""
     spec = ParamSpec(
@@ -70,6 +72,7 @@ def param(
         choices=tuple(choices),
         unit=unit,
         help=help,
+        widget=widget,
     )
     return dataclasses.field(default=default, metadata={"spec": spec})
 

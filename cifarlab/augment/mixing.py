@@ -118,7 +118,7 @@ class Mixup(MixingOperation):
     name = "mixup"
     title = "Mixup"
 
-    alpha: float = param(1.0, "float", low=0.01, high=10.0, step=0.05, help="Beta(alpha, alpha) shape, > 0; 1 draws the weight uniformly")
+    alpha: float = param(1.0, "float", low=0.01, high=10.0, step=0.05, help="Beta(alpha, alpha) shape, > 0; 1 draws the weight uniformly", widget="number")
     p: float = param(1.0, "float", low=0.0, high=1.0, step=0.05, help="probability that an image is mixed, in [0, 1]")
     per_batch: bool = param(False, "bool", help="draw one weight for the whole batch instead of one per image")
 
@@ -171,7 +171,7 @@ class CutMix(MixingOperation):
     name = "cutmix"
     title = "CutMix"
 
-    alpha: float = param(1.0, "float", low=0.01, high=10.0, step=0.05, help="Beta(alpha, alpha) shape, > 0; 1 draws the weight uniformly")
+    alpha: float = param(1.0, "float", low=0.01, high=10.0, step=0.05, help="Beta(alpha, alpha) shape, > 0; 1 draws the weight uniformly", widget="number")
     p: float = param(1.0, "float", low=0.0, high=1.0, step=0.05, help="probability that an image gets a box, in [0, 1]")
 
     def sample_params(self, n, generator=None, device=None, image_size=(32, 32)) -> Params:
