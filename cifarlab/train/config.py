@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import json
 import math
 import re
 from dataclasses import dataclass, field
@@ -90,6 +91,10 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         _validate(self)
+
+    def __hash__(self) -> int:
+        # The generated hash would fail on the dict fields; equal configs have equal JSON.
+        return hash(json.dumps(self.to_dict(), sort_keys=True))
 
     @property
     def monitor_mode(self) -> str:
@@ -260,7 +265,8 @@ def _validate_recipe(config: TrainConfig) -> None:
     if not isinstance(recipe, dict):
         raise _invalid("recipe", recipe, "a recipe dict (Recipe.to_dict()) or a preset name")
     try:
-        Recipe.from_dict(recipe)
+        # Stored in its normalized form, with every operation's defaults filled in.
+        normalized = Recipe.from_dict(recipe).to_dict()
     except ValueError as error:
         raise ValueError(f"invalid recipe: {error}") from None
-    object.__setattr__(config, "recipe", copy.deepcopy(recipe))
+    object.__setattr__(config, "recipe", normalized)

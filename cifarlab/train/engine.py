@@ -429,7 +429,8 @@ class _Run:
         count = len(targets)
         with torch.no_grad():
             correct = (logits.argmax(dim=1) == targets.argmax(dim=1)).sum()
-            sums = torch.stack([loss.detach() * count, correct.float(), loss.new_tensor(float(count))])
+            # full_like fills on the device, so no step copies a number from the host.
+            sums = torch.stack([loss.detach() * count, correct.float(), torch.full_like(loss, count)])
         return sums.to(self.sums_dtype)
 
     def _log_batch(self, window_sums: torch.Tensor, lr: float) -> None:
