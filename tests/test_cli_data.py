@@ -41,22 +41,25 @@ def write_tiny_folder(root: Path) -> Path:
     return root
 
 
-def test_info_bundled_table():
-    result = run_cli("data", "info")
-    assert result.returncode == 0, result.stderr
-    assert "bundled    available" in result.stdout
-    assert "canonical  missing" in result.stdout
-    lines = {line.split()[0]: line.split()[1:] for line in result.stdout.splitlines() if line.strip()}
+def test_info_bundled_table(capsys):
+    assert main(["data", "info"]) == 0
+    output = capsys.readouterr().out
+    assert "bundled    available" in output
+    assert "canonical  missing" in output
+    lines = {line.split()[0]: line.split()[1:] for line in output.splitlines() if line.strip()}
     for name in CLASSES:
         assert lines[name] == ["4,500", "500", "1,000"]
     assert lines["total"] == ["45,000", "5,000", "10,000"]
-    assert "seed 0" in result.stdout
+    assert "seed 0" in output
 
 
-def test_info_json_counts():
-    result = run_cli("data", "info", "--json", "--val-size", "1000", "--seed", "5")
-    assert result.returncode == 0, result.stderr
-    report = json.loads(result.stdout)
+def info_json(capsys, *args: str) -> dict:
+    assert main(["data", "info", "--json", *args]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_info_json_counts(capsys):
+    report = info_json(capsys, "--val-size", "1000", "--seed", "5")
     assert report["counts"]["validation"] == [100] * 10
     assert report["counts"]["train"] == [4900] * 10
     assert report["counts"]["test"] == [1000] * 10
@@ -65,15 +68,13 @@ def test_info_json_counts():
     assert report["classes"] == list(CLASSES)
 
 
-def test_info_folder_source_and_dirs(tmp_path):
+def test_info_folder_source_and_dirs(tmp_path, capsys):
     folder = write_tiny_folder(tmp_path / "images")
     cache = tmp_path / "my-cache"
-    result = run_cli(
-        "data", "info", "--json", "--source", "folder", "--data-path", str(folder),
-        "--val-size", "10", "--cache-dir", str(cache), "--data-dir", str(tmp_path / "my-data"),
+    report = info_json(
+        capsys, "--source", "folder", "--data-path", str(folder), "--val-size", "10",
+        "--cache-dir", str(cache), "--data-dir", str(tmp_path / "my-data"),
     )
-    assert result.returncode == 0, result.stderr
-    report = json.loads(result.stdout)
     assert report["loaded"]["source"] == "folder"
     assert report["counts"]["validation"] == [1] * 10
     assert report["counts"]["test"] == [1] * 10
@@ -82,14 +83,12 @@ def test_info_folder_source_and_dirs(tmp_path):
     assert str(tmp_path / "my-data") in report["sources"][1]["detail"]
 
 
-def test_cache_dir_from_environment(tmp_path):
+def test_cache_dir_from_environment(tmp_path, capsys, monkeypatch):
     folder = write_tiny_folder(tmp_path / "images")
     cache = tmp_path / "env-cache"
-    result = run_cli(
-        "data", "info", "--source", "folder", "--data-path", str(folder), "--val-size", "10",
-        env={"CIFARLAB_CACHE_DIR": str(cache)},
-    )
-    assert result.returncode == 0, result.stderr
+    monkeypatch.setenv("CIFARLAB_CACHE_DIR", str(cache))
+    report = info_json(capsys, "--source", "folder", "--data-path", str(folder), "--val-size", "10")
+    assert report["cache_dir"] == str(cache)
     assert any(cache.iterdir())
 
 
@@ -102,11 +101,18 @@ def test_cache_dir_from_environment(tmp_path):
         (["--val-size", "60000"], "invalid validation size 60000"),
     ],
 )
-def test_info_errors_without_traceback(args, message):
-    result = run_cli("data", "info", *args)
+def test_info_errors_one_line(args, message, capsys):
+    assert main(["data", "info", *args]) == 2
+    stderr = capsys.readouterr().err
+    assert message in stderr
+    assert stderr.count("error:") == 1
+
+
+def test_info_error_without_traceback():
+    # The one test through `python -m cifarlab`, the entry point users run.
+    result = run_cli("data", "info", "--source", "folder", "--data-path", "/no/such/folder")
     assert result.returncode == 2
-    assert message in result.stderr
-    assert result.stderr.count("error:") == 1
+    assert result.stderr.startswith("error: /no/such/folder does not exist")
     assert "Traceback" not in result.stderr
 
 
@@ -137,8 +143,10 @@ def test_download_rejects_bad_timeout(tmp_path, capsys):
     assert "invalid --timeout 0" in capsys.readouterr().err
 
 
-def test_data_help_lists_actions():
-    result = run_cli("data", "--help")
-    assert result.returncode == 0
-    assert "info" in result.stdout
-    assert "download" in result.stdout
+def test_data_help_lists_actions(capsys):
+    with pytest.raises(SystemExit) as exited:
+        main(["data", "--help"])
+    assert exited.value.code == 0
+    output = capsys.readouterr().out
+    assert "info" in output
+    assert "download" in output
