@@ -195,7 +195,9 @@ def save_checkpoint(
 def _unwrap(model: nn.Module) -> Classifier:
     # torch.compile wraps the module in ``_orig_mod``; DistributedDataParallel in ``module``.
     while not isinstance(model, Classifier):
-        inner = getattr(model, "_orig_mod", None) or getattr(model, "module", None)
+        inner = getattr(model, "_orig_mod", None)
+        if inner is None:
+            inner = getattr(model, "module", None)
         if not isinstance(inner, nn.Module):
             raise CheckpointError(
                 f"cannot save a {type(model).__name__}: save_checkpoint takes a "
@@ -435,16 +437,20 @@ def list_checkpoints(folders: Iterable[str | os.PathLike] | None = None) -> list
     listed with ``error`` set. ``folders`` replaces the user folder
     (``paths.user_checkpoint_dir()``).
     """
-    sources: list[tuple[Path, bool]] = [(Path(paths.SHIPPED_CHECKPOINT_DIR), True)]
+    shipped_dir = Path(paths.SHIPPED_CHECKPOINT_DIR)
+    sources: list[tuple[Path, bool]] = [(shipped_dir, True)]
     if folders is None:
         sources.append((paths.user_checkpoint_dir(), False))
     else:
         sources.extend((Path(folder), False) for folder in folders)
 
     infos = []
+    seen: set[Path] = set()
     for folder, protected in sources:
-        if not folder.is_dir():
+        # A user folder pointed at the shipped one must not list each file twice.
+        if not folder.is_dir() or folder.resolve() in seen:
             continue
+        seen.add(folder.resolve())
         for path in sorted(folder.glob(f"*{SUFFIX}")):
             if path.name.startswith(".") or path.name.endswith(RESUME_SUFFIX) or not path.is_file():
                 continue

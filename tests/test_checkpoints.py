@@ -632,3 +632,12 @@ def test_cli_show_reports_error(capsys, tmp_path):
 
     assert "not a cifarlab checkpoint" in capsys.readouterr().err
 
+
+
+def test_list_user_folder_same_as_shipped(shipped_dir, monkeypatch):
+    monkeypatch.setenv("CIFARLAB_CHECKPOINT_DIR", str(shipped_dir))
+    save_checkpoint(shipped_dir / "reference.pt", trained_like("lenet"), {})
+
+    infos = list_checkpoints()
+
+    assert [(info.name, info.protected) for info in infos] == [("reference", True)]

@@ -21,6 +21,7 @@ from cifarlab.models import (
     list_archs,
     model_card,
 )
+from cifarlab.models import _model_card
 
 TRANSFER_ARCHS = ("vgg19", "resnet50", "resnet152")
 
@@ -169,9 +170,13 @@ def test_count_macs_divides_by_batch():
 
 def test_model_card_is_cached():
     first = model_card("cnn", width=8)
+    hits = _model_card.cache_info().hits
+    first.options["width"] = 999
     second = model_card("cnn", width=8, dropout=0.2)
 
-    assert first is second
+    assert _model_card.cache_info().hits == hits + 1
+    assert second.options == {"width": 8, "dropout": 0.2}
+    assert second.params == first.params
 
 
 def test_options_filled_with_defaults():

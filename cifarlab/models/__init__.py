@@ -9,7 +9,8 @@ entry (``SPEC``).
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+import copy
+from dataclasses import asdict, dataclass, replace
 from functools import lru_cache
 from typing import Any
 
@@ -39,8 +40,10 @@ __all__ = [
     "build_model",
     "count_macs",
     "download_weights",
+    "get_spec",
     "list_archs",
     "model_card",
+    "resolve_options",
     "weights_path",
     "CIFAR10_MEAN",
     "CIFAR10_STD",
@@ -175,7 +178,9 @@ def model_card(arch: str, num_classes: int = 10, **options: Any) -> ModelCard:
     """
     resolved = resolve_options(arch, **options)
     key = tuple(sorted((name, _hashable(value)) for name, value in resolved.items()))
-    return _model_card(arch, num_classes, key)
+    card = _model_card(arch, num_classes, key)
+    # A copy of the options, so a caller that edits them cannot change the cached card.
+    return replace(card, options=copy.deepcopy(card.options))
 
 
 def _hashable(value: Any) -> Any:
