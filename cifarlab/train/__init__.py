@@ -34,8 +34,8 @@ and test passes), and values that do not exist yet are null. Epochs are counted 
     ``epoch``, ``epochs``, ``step``, ``train_loss``, ``train_acc`` (means over the epoch, as
     in ``batch``), ``val_loss``, ``val_acc`` (plain cross-entropy and accuracy on the
     validation split; null when ``val_size`` is 0), ``lr`` (of the last step), ``epoch_time_s``
-    (``train_time_s`` + ``val_time_s``), ``images_per_s``, ``eta_s``, ``is_best``,
-    ``best_epoch``, ``epochs_without_improvement``.
+    (``epoch_train_s`` + ``epoch_val_s``, the seconds spent training and validating),
+    ``images_per_s``, ``eta_s``, ``is_best``, ``best_epoch``, ``epochs_without_improvement``.
 ``end``
     ``status`` (``completed``, ``stopped``, ``early_stopped`` or ``failed``),
     ``epochs_completed``, ``monitor``, ``best_epoch``, ``best_val_loss``, ``best_val_acc``,

@@ -370,7 +370,9 @@ class _Run:
         # step waits for the GPU; they are read only when a record is due.
         epoch_sums = torch.zeros(3, dtype=self.sums_dtype, device=self.device)
         if self.resumed_epoch_sums is not None:
-            epoch_sums += self.resumed_epoch_sums.to(self.device, self.sums_dtype)
+            # The stored sums cover all processes, so only one process adds them back.
+            if self.context.is_main:
+                epoch_sums += self.resumed_epoch_sums.to(self.device, self.sums_dtype)
             self.resumed_epoch_sums = None
         window_sums = torch.zeros_like(epoch_sums)
 
@@ -500,8 +502,8 @@ class _Run:
             val_acc=val_acc,
             lr=lr_at_step(config, self.global_step - 1, self.steps_per_epoch),
             epoch_time_s=train_seconds + val_seconds,
-            train_time_s=train_seconds,
-            val_time_s=val_seconds,
+            epoch_train_s=train_seconds,
+            epoch_val_s=val_seconds,
             images_per_s=self.epoch_images_timed / train_seconds if self.epoch_steps_timed else None,
             eta_s=self._eta(),
             is_best=improved,
@@ -583,6 +585,7 @@ class _Run:
 
     def _save_stopped(self, epoch_sums: torch.Tensor) -> None:
         self.train_time_s += time.perf_counter() - self.epoch_start
+        epoch_sums = all_reduce_sum(epoch_sums.clone(), self.context)
         if self.best_state is None:
             # No epoch has finished, so no weights were validated: keep the latest ones so the
             # stopped run still has a model to show and resume from.
