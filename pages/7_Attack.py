@@ -39,6 +39,7 @@ from ui.attack import (
     probability_chart,
     rates_chart,
     readable_checkpoints,
+    show_image,
     show_message,
     start_job,
 )
@@ -111,7 +112,7 @@ def draw_clean_prediction(model, image: np.ndarray, label: int, class_names: lis
     probabilities = torch.softmax(predict_logits(model, torch.from_numpy(image)[None], batch_size=1)[0], dim=0)
     top = torch.topk(probabilities, 3)
     guesses = ", ".join(f"{class_names[int(k)]} {float(p):.0%}" for p, k in zip(top.values, top.indices))
-    st.image(marked_image(image, []), caption=f"True class: {class_names[label]}. The model says: {guesses}.")
+    show_image(marked_image(image, []), caption=f"True class: {class_names[label]}. The model says: {guesses}.")
     if int(top.indices[0]) != label:
         st.caption(":orange[The model already misclassifies this image; the attack will not run on it.]")
 
@@ -201,12 +202,12 @@ def draw_single_result(job: Job) -> None:
 
     original_column, adversarial_column, chart_column = st.columns([1, 1, 2])
     with original_column:
-        st.image(
+        show_image(
             marked_image(result.original, result.changed),
             caption=f"Original: {class_names[result.pred_before]} ({result.probs_before[result.pred_before]:.0%})",
         )
     with adversarial_column:
-        st.image(
+        show_image(
             marked_image(result.adversarial, result.changed),
             caption=f"Adversarial: {class_names[result.pred_after]} ({result.probs_after[result.pred_after]:.0%})",
         )
@@ -274,10 +275,10 @@ def single_image_tab(loaded, info, data, class_names: list[str]) -> None:
                 start_single_attack(loaded, info, image, label, image_id, description, config, target, class_names)
                 job = st.session_state[SINGLE_JOB]
                 running = True
+        if running:
+            draw_live_job(SINGLE_JOB, draw_single_progress)
 
-    if running:
-        draw_live_job(SINGLE_JOB, draw_single_progress)
-    elif job is not None:
+    if job is not None and not running:
         draw_single_result(job)
 
 
@@ -446,7 +447,7 @@ def draw_gallery(summary, class_names: list[str]) -> None:
                 f"#{result.image_id}: {class_names[result.label]} → {class_names[result.pred_after]} "
                 f"({len(result.changed)} px, {result.queries:,} queries)"
             )
-            st.image(marked_pair(result.original, result.adversarial, result.changed), caption=caption)
+            show_image(marked_pair(result.original, result.adversarial, result.changed), caption=caption)
 
 
 def draw_batch_result(job: Job, class_names: list[str]) -> None:

@@ -218,6 +218,11 @@ def marked_pair(
     return marked_image(pair, list(changes) + shifted, scale=scale)
 
 
+def show_image(image: Image.Image, caption: str) -> None:
+    """Show an enlarged image at its own size, so the browser does not resample and blur it."""
+    st.image(image, caption=caption, width=image.width)
+
+
 def png_bytes(image: np.ndarray | Image.Image) -> bytes:
     """Encode an image as PNG: a ``(3, H, W)`` uint8 array pixel for pixel, or a PIL image."""
     if isinstance(image, np.ndarray):
@@ -257,7 +262,12 @@ def confidence_chart(history: list[float], class_name: str, max_generations: int
         alt.Chart(frame)
         .mark_line(point=len(history) < 40)
         .encode(
-            x=alt.X("generation:Q", title="generation", scale=alt.Scale(domain=[0, max(max_generations, 1)])),
+            x=alt.X(
+                "generation:Q",
+                title="generation",
+                scale=alt.Scale(domain=[0, max(max_generations, 1)]),
+                axis=alt.Axis(format="d", tickMinStep=1),
+            ),
             y=alt.Y("probability:Q", title=f"p({class_name})", scale=alt.Scale(domain=[0, 1]), axis=alt.Axis(format="%")),
             tooltip=["generation", alt.Tooltip("probability:Q", format=".3f")],
         )
@@ -323,10 +333,8 @@ def describe_result(result: AttackResult, class_names: list[str]) -> tuple[str, 
     """Return the kind of message (success, warning, info) and its text for one attack."""
     label = class_names[result.label]
     pixels = "1 pixel" if len(result.changed) == 1 else f"{len(result.changed)} pixels"
-    cost = (
-        f"{result.generations} generations, {result.queries:,} model queries, "
-        f"{result.seconds:.1f} s"
-    )
+    when = "in the first population" if result.generations == 0 else f"after {result.generations} generations"
+    cost = f"{when}, {result.queries:,} model queries, {result.seconds:.1f} s"
     tracked = result.tracked_class
     before, after = result.probs_before[tracked], result.probs_after[tracked]
 
@@ -349,7 +357,7 @@ def describe_result(result: AttackResult, class_names: list[str]) -> tuple[str, 
     goal = f"p({class_names[tracked]})"
     movement = f"the best candidate moved {goal} from {before:.1%} to {after:.1%}"
     if result.status == "stopped":
-        return "info", f"Stopped after {cost}; {movement}."
+        return "info", f"Stopped {cost}; {movement}."
     fooled_elsewhere = ""
     if result.target is not None and result.pred_after != result.label:
         fooled_elsewhere = (
