@@ -112,7 +112,7 @@ class ModelCard:
     """Facts about one architecture with given options, measured on the built model.
 
     ``macs`` counts the multiply-accumulates of the convolution and linear layers for one
-    32x32 image (after any upsampling to ``input_size``); batch norm, activations and pooling
+    32x32 image, after any upsampling to ``input_size``. Batch norm, activations and pooling
     are left out, as is usual for such counts. ``reference_accuracy`` is a published top-1
     accuracy (fraction) on the canonical CIFAR-10 test set, or None, with its source.
     """
@@ -173,8 +173,8 @@ def count_macs(model: nn.Module, images: torch.Tensor) -> int:
 def model_card(arch: str, num_classes: int = 10, **options: Any) -> ModelCard:
     """Return the model card of ``arch`` built with ``options`` (defaults filled in).
 
-    Builds the model without pretrained weights, which change no number on the card, and
-    caches the result per arch and options.
+    Builds the model on the meta device, without pretrained weights, which change no number
+    on the card, and caches the result per arch and options.
     """
     resolved = resolve_options(arch, **options)
     key = tuple(sorted((name, _hashable(value)) for name, value in resolved.items()))
@@ -191,10 +191,13 @@ def _hashable(value: Any) -> Any:
 def _model_card(arch: str, num_classes: int, key: tuple[tuple[str, Any], ...]) -> ModelCard:
     spec = ARCHS[arch]
     options = {name: list(value) if isinstance(value, tuple) else value for name, value in key}
-    model = build_model(arch, num_classes, fetch_weights=False, **options)
+    # On the meta device, tensors have shapes but no storage: counting needs no memory for
+    # VGG-19's 140 million weights and no arithmetic for its forward pass.
+    with torch.device("meta"):
+        model = build_model(arch, num_classes, fetch_weights=False, **options)
     params = sum(parameter.numel() for parameter in model.parameters())
     trainable = sum(parameter.numel() for parameter in model.parameters() if parameter.requires_grad)
-    macs = count_macs(model, torch.zeros(1, 3, NATIVE_SIZE, NATIVE_SIZE))
+    macs = count_macs(model, torch.zeros(1, 3, NATIVE_SIZE, NATIVE_SIZE, device="meta"))
     return ModelCard(
         arch=arch,
         summary=spec.summary,
