@@ -1,6 +1,6 @@
 """Entry point: the navigation over ``pages/N_Title.py`` and the Home page.
 
-Home says what cifarlab is, what each page teaches, which data is in use and which trained
+Home explains what cifarlab is, what each page teaches, which data is in use and which trained
 models are available. Pages are found by their file names, so a new ``pages/8_Title.py`` appears
 in the navigation without a change here.
 """
@@ -105,8 +105,11 @@ def checkpoint_rows() -> list[dict]:
     try:
         from cifarlab.checkpoints import list_checkpoints
     except ImportError:
-        # Without the checkpoint module, list the files so the page still says what is there.
-        folders = [(paths.SHIPPED_CHECKPOINT_DIR, "shipped"), (paths.user_checkpoint_dir(), "yours")]
+        # Without the checkpoint module, list the files so the page still shows what is there.
+        folders = [
+            (paths.SHIPPED_CHECKPOINT_DIR, "shipped"),
+            (paths.user_checkpoint_dir(), "yours"),
+        ]
         return [
             {"name": file.stem, "origin": origin, "size (MB)": round(file.stat().st_size / 1e6, 1)}
             for folder, origin in folders

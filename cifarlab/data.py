@@ -27,7 +27,6 @@ import gzip
 import hashlib
 import http.client
 import io
-import json
 import logging
 import os
 import pickle
@@ -43,7 +42,7 @@ import zipfile
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -66,9 +65,10 @@ CLASSES = (
 NUM_CLASSES = len(CLASSES)
 IMAGE_SHAPE = (3, 32, 32)
 
-# Per-channel mean and standard deviation of the 50,000 canonical training images, in [0, 1]
-# pixel units (population statistics over all pixels of each channel). The often quoted std
-# (0.2023, 0.1994, 0.2010) is the mean of per-image stds and is smaller than the true value.
+# Per-channel mean and standard deviation of the 50,000 official training images, in [0, 1]
+# pixel units, over all pixels of a channel at once. The often quoted std (0.2023, 0.1994,
+# 0.2010) is close to the mean of per-image stds instead (0.200, 0.199, 0.201 on the bundled
+# set), which leaves out the variation between images.
 CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR10_STD = (0.2470, 0.2435, 0.2616)
 
@@ -84,7 +84,7 @@ TRAIN_BATCHES = tuple(f"data_batch_{number}" for number in range(1, 6))
 TEST_BATCH = "test_batch"
 META_FILE = "batches.meta"
 
-# Seconds a download may wait for the server to connect or to send the next bytes; a stalled
+# Seconds a download waits for the server to connect or to send the next bytes. A stalled
 # transfer fails after this long instead of hanging.
 DOWNLOAD_TIMEOUT_S = 30.0
 
@@ -94,8 +94,8 @@ ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar", ".zip")
 # Bump when the cached arrays' layout or the decoding changes, so old caches are rebuilt.
 CACHE_VERSION = 1
 
-# A progress callback receives the stage ("read", "decode", "download", ...), the work done and
-# the total, in the stage's own units (images or bytes).
+# A progress callback receives the stage ("decode train", "decode test" or "download"), the work
+# done and the total, in the stage's own units (images or bytes).
 ProgressCallback = Callable[[str, int, int], None]
 
 _EXPECTED_LAYOUT = (
@@ -196,9 +196,9 @@ class Split:
 def split_train_val(labels: np.ndarray, val_size: int = 5000, seed: int = 0) -> Split:
     """Carve a seeded, class-stratified validation set out of the training labels.
 
-    Each class gives its share of ``val_size`` in proportion to its count; the shares are rounded
-    by largest remainder so they sum to ``val_size`` exactly (500 per class for the real data
-    set and the default size). The same labels, size and seed always give the same split.
+    Each class gives its share of ``val_size`` in proportion to its count. The shares are rounded
+    by largest remainder, so they sum to ``val_size`` exactly: 500 per class for the real data
+    set and the default size. The same labels, size and seed always give the same split.
     """
     labels = np.asarray(labels)
     if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):
@@ -266,7 +266,7 @@ def load_cifar10(
         description = f"bundled JPEG archive {archive}"
         return _cached(
             cache_root, source, key, description,
-            lambda: _decode_image_tree(_read_archive(archive, progress), archive, progress),
+            lambda: _decode_image_tree(_read_archive(archive), archive, progress),
         )
 
     if source == "canonical":
@@ -291,19 +291,25 @@ def load_cifar10(
     if path.is_dir():
         key = _tree_digest(path, None)
         description = f"image folder {path}"
-        build = lambda: _decode_image_tree(_read_folder(path), path, progress)  # noqa: E731
-    elif path.is_file():
-        if not path.name.lower().endswith(ARCHIVE_SUFFIXES):
-            raise DataError(
-                f"{path} is not a folder or a supported archive; give a folder or a "
-                f"{', '.join(ARCHIVE_SUFFIXES)} file ({_EXPECTED_LAYOUT})"
-            )
-        key = _file_digest(path)
-        description = f"image archive {path}"
-        build = lambda: _decode_image_tree(_read_archive(path, progress), path, progress)  # noqa: E731
-    else:
-        raise DataError(f"{path} does not exist; give an image folder or archive ({_EXPECTED_LAYOUT})")
-    return _cached(cache_root, source, key, description, build)
+        return _cached(
+            cache_root, source, key, description,
+            lambda: _decode_image_tree(_read_folder(path), path, progress),
+        )
+    if not path.is_file():
+        raise DataError(
+            f"{path} does not exist; give an image folder or archive ({_EXPECTED_LAYOUT})"
+        )
+    if not path.name.lower().endswith(ARCHIVE_SUFFIXES):
+        raise DataError(
+            f"{path} is not a folder or a supported archive; give a folder or a "
+            f"{', '.join(ARCHIVE_SUFFIXES)} file ({_EXPECTED_LAYOUT})"
+        )
+    key = _file_digest(path)
+    description = f"image archive {path}"
+    return _cached(
+        cache_root, source, key, description,
+        lambda: _decode_image_tree(_read_archive(path), path, progress),
+    )
 
 
 def _require_file(path: Path, what: str) -> None:
@@ -325,7 +331,11 @@ def _cached(
     description: str,
     build: Callable[[], dict[str, np.ndarray]],
 ) -> Cifar10:
-    """Load the arrays for ``key`` from the cache, or build and store them first."""
+    """Load the arrays for ``key`` from the cache, or build and store them first.
+
+    NOTE: a cache whose source has changed is not deleted, so a folder edited many times leaves
+    one stale cache per version in the cache folder until someone removes them.
+    """
     folder = cache_root / f"cifar10-{source}-v{CACHE_VERSION}-{key[:20]}"
     arrays = _read_cache(folder)
     if arrays is None:
@@ -340,12 +350,19 @@ def _read_cache(folder: Path) -> dict[str, np.ndarray] | None:
     if not folder.is_dir():
         return None
     try:
-        return {name: np.load(folder / f"{name}.npy", allow_pickle=False) for name in _ARRAY_NAMES}
+        arrays = {
+            name: np.load(folder / f"{name}.npy", allow_pickle=False) for name in _ARRAY_NAMES
+        }
+        for split in ("train", "test"):
+            images, labels = arrays[f"{split}_images"], arrays[f"{split}_labels"]
+            if images.shape[1:] != IMAGE_SHAPE or labels.shape != (len(images),):
+                raise ValueError(f"{split} arrays of shapes {images.shape} and {labels.shape}")
     except (OSError, ValueError) as error:
         # A cache folder only appears complete (see _write_cache), so this is damage from
         # outside, such as a deleted file; decoding again repairs it.
         log.warning("ignoring unreadable cache %s (%s); decoding again", folder, error)
         return None
+    return arrays
 
 
 def _write_cache(folder: Path, arrays: dict[str, np.ndarray]) -> None:
@@ -354,7 +371,9 @@ def _write_cache(folder: Path, arrays: dict[str, np.ndarray]) -> None:
         folder.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
     except OSError as error:
-        log.warning("cannot write the data cache in %s (%s); continuing without it", folder.parent, error)
+        log.warning(
+            "cannot write the data cache in %s (%s); continuing without it", folder.parent, error
+        )
         return
     try:
         for name in _ARRAY_NAMES:
@@ -378,8 +397,8 @@ def _file_digest(path: Path) -> str:
 
 
 def _tree_digest(root: Path, names: Sequence[str] | None) -> str:
-    """Hash the relative names, sizes and modification times of a folder's files."""
-    digest = hashlib.sha256()
+    """Hash a folder's path and its files' relative names, sizes and modification times."""
+    digest = hashlib.sha256(str(root.resolve()).encode())
     files = [root / name for name in names] if names is not None else sorted(root.rglob("*"))
     for file in files:
         if file.is_file():
@@ -393,7 +412,7 @@ def _tree_digest(root: Path, names: Sequence[str] | None) -> str:
 # Image trees: train/<class>/* and test/<class>/*, on disk or in an archive
 
 
-def _read_archive(archive: Path, progress: ProgressCallback | None) -> dict[str, bytes]:
+def _read_archive(archive: Path) -> dict[str, bytes]:
     """Return every file of a tar or zip archive as {relative path: bytes}."""
     name = archive.name.lower()
     try:
@@ -445,7 +464,7 @@ _TAR_DIRECTORY = ord("5")
 def _read_plain_ustar(raw: bytes) -> dict[str, bytes] | None:
     """Read a tar of plain files and folders, or return None to leave it to tarfile.
 
-    tarfile spends about 50 µs on each member's header, 3 s for the 60,000 bundled images; this
+    tarfile spends about 50 µs on each member's header, 3 s for the 60,000 bundled images. This
     reads the few fields a plain ustar header needs and checks the headers' checksums with numpy.
     Anything else (pax or GNU long names, links, an unreadable field) returns None, so tarfile
     parses it and reports its errors. Unlike tarfile, which stops quietly at a damaged header
@@ -484,7 +503,7 @@ def _read_plain_ustar(raw: bytes) -> dict[str, bytes] | None:
 def _check_tar_checksums(raw: bytes, offsets: list[int]) -> None:
     """Raise `tarfile.ReadError` for a header whose checksum does not match its bytes.
 
-    The checksum is the sum of the header's bytes with the checksum field read as spaces; some
+    The checksum is the sum of the header's bytes with the checksum field read as spaces. Some
     old tar programs summed signed bytes, so either sum is accepted, as tarfile does.
     """
     buffer = np.frombuffer(raw, dtype=np.uint8)
@@ -637,10 +656,11 @@ def _decode_jpeg_batch(blobs: list[bytes]) -> list[np.ndarray | None]:
             # NOTE: torchvision 0.29 deprecates its image decoders in favour of TorchCodec. They
             # still work and are pinned with torchvision; Pillow takes over if they go away.
             warnings.simplefilter("ignore", DeprecationWarning)
-            decoded = decode_jpeg(tensors, mode=ImageReadMode.RGB)
+            # EXIF orientation is applied as on the Pillow path, so a photo is upright either way.
+            decoded = decode_jpeg(tensors, mode=ImageReadMode.RGB, apply_exif_orientation=True)
     except RuntimeError:
-        # One damaged or unusual JPEG fails the whole batch; the Pillow path decodes the batch
-        # one image at a time and names the file that fails.
+        # One damaged or unusual JPEG fails the whole batch, so the Pillow path decodes this
+        # batch one image at a time and names the file that fails.
         return [None] * len(blobs)
     return [tensor.numpy() for tensor in decoded]
 
@@ -654,7 +674,7 @@ class _ForbiddenGlobal(pickle.UnpicklingError):
 
 
 class _ArrayUnpickler(pickle.Unpickler):
-    """Unpickle only the numpy arrays and plain containers a CIFAR-10 batch holds.
+    """Unpickle only the numpy arrays and plain containers a CIFAR-10 batch contains.
 
     A pickle can run any code while it loads; refusing every other global keeps a downloaded or
     copied batch file from doing so.
@@ -687,7 +707,7 @@ def _unpickle(path: Path) -> dict:
             content = _ArrayUnpickler(file, encoding="bytes").load()
     except FileNotFoundError as error:
         raise DataError(
-            f"{path} not found; a {BATCHES_FOLDER} folder holds {', '.join(TRAIN_BATCHES)}, "
+            f"{path} not found; a {BATCHES_FOLDER} folder contains {', '.join(TRAIN_BATCHES)}, "
             f"{TEST_BATCH} and {META_FILE}"
         ) from error
     except _ForbiddenGlobal as error:
@@ -698,7 +718,7 @@ def _unpickle(path: Path) -> dict:
     except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError) as error:
         raise DataError(f"{path} is truncated or not a CIFAR-10 batch ({error})") from error
     if not isinstance(content, dict):
-        raise DataError(f"{path} is not a CIFAR-10 batch: it holds a {type(content).__name__}")
+        raise DataError(f"{path} is not a CIFAR-10 batch: it contains a {type(content).__name__}")
     return content
 
 
@@ -712,12 +732,15 @@ def _read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
         raise DataError(
             f"{path}: b'data' is {data.dtype} {data.shape}; expected uint8 rows of 3072 values"
         )
-    labels = np.asarray(labels, dtype=np.int64)
+    try:
+        labels = np.asarray(labels, dtype=np.int64)
+    except (TypeError, ValueError, OverflowError) as error:
+        raise DataError(f"{path}: b'labels' must be whole numbers 0..9 ({error})") from error
     if labels.shape != (len(data),):
         raise DataError(f"{path}: {len(labels)} labels for {len(data)} images")
     if len(labels) and (labels.min() < 0 or labels.max() >= NUM_CLASSES):
         raise DataError(f"{path}: labels must be 0..9, found {labels.min()}..{labels.max()}")
-    # Each row holds the 1024 red values, then green, then blue, each row-major.
+    # Each row contains the 1024 red values, then green, then blue, each row-major.
     return data.reshape(-1, *IMAGE_SHAPE), labels
 
 
@@ -748,13 +771,14 @@ def _find_batches_folder(path: Path) -> Path:
         path = path / BATCHES_FOLDER
     if not path.is_dir():
         raise DataError(
-            f"{path} is not a folder; give the extracted {BATCHES_FOLDER} folder, which holds "
+            f"{path} is not a folder; give the extracted {BATCHES_FOLDER} folder, which contains "
             f"{', '.join(TRAIN_BATCHES)}, {TEST_BATCH} and {META_FILE}"
         )
-    missing = [name for name in (*TRAIN_BATCHES, TEST_BATCH, META_FILE) if not (path / name).is_file()]
+    expected = (*TRAIN_BATCHES, TEST_BATCH, META_FILE)
+    missing = [name for name in expected if not (path / name).is_file()]
     if missing:
         raise DataError(
-            f"{path} lacks {', '.join(missing)}; a {BATCHES_FOLDER} folder holds "
+            f"{path} lacks {', '.join(missing)}; a {BATCHES_FOLDER} folder contains "
             f"{', '.join(TRAIN_BATCHES)}, {TEST_BATCH} and {META_FILE}"
         )
     return path
@@ -788,7 +812,9 @@ def download_cifar10(
     timeout_s: float = DOWNLOAD_TIMEOUT_S,
     progress: ProgressCallback | None = None,
 ) -> Path:
-    """Download, check and extract the official archive into ``data_dir``; return the batches folder.
+    """Download, check and extract the official archive; return the batches folder.
+
+    ``data_dir`` defaults to `cifarlab.paths.data_dir`.
 
     Does nothing where the archive or its extracted folder is already there. Makes one attempt
     over HTTPS with certificate checks, and fails after ``timeout_s`` seconds without data.
@@ -819,17 +845,22 @@ def _prepare_canonical(
     return _find_batches_folder(batches)
 
 
-def _download(url: str, destination: Path, timeout_s: float, progress: ProgressCallback | None) -> None:
+def _download(
+    url: str, destination: Path, timeout_s: float, progress: ProgressCallback | None
+) -> None:
     """Fetch ``url`` into ``destination`` through a temporary file, in one attempt.
 
-    torchvision's ``download_url`` retries a failed HTTPS download over plain HTTP and writes
-    straight into the final file, so this uses urllib directly: a timeout on every socket
-    operation, default certificate checks, and a rename only once every byte has arrived.
+    torchvision 0.29's ``download_url`` retries a failed HTTPS download over plain HTTP and
+    writes straight into the final file. So this uses urllib directly, with a timeout on every
+    socket operation and default certificate checks, and renames the file once every byte has
+    arrived.
     """
     try:
         destination.parent.mkdir(parents=True, exist_ok=True)
     except OSError as error:
-        raise DataError(f"cannot create the data folder {destination.parent}: {error.strerror}") from error
+        raise DataError(
+            f"cannot create the data folder {destination.parent}: {error.strerror}"
+        ) from error
     partial = destination.with_name(destination.name + ".part")
     log.info("downloading %s to %s", url, destination)
     request = urllib.request.Request(url, headers={"User-Agent": "cifarlab"})
@@ -851,7 +882,7 @@ def _download(url: str, destination: Path, timeout_s: float, progress: ProgressC
         if isinstance(reason, TimeoutError) or "timed out" in str(reason):
             reason = f"timed out after {timeout_s:g} s without data"
         elif isinstance(reason, socket.gaierror):
-            reason = f"the host name could not be resolved, so this machine looks offline: {reason}"
+            reason = f"the host name could not be resolved, so there is no network or DNS: {reason}"
         raise DataError(
             f"cannot download {url} ({reason}); {_manual_download_hint(destination.parent)}, "
             "then run again"
@@ -890,7 +921,10 @@ def _check_canonical_archive(archive: Path) -> None:
 
 def _extract_canonical(archive: Path, folder: Path) -> None:
     """Extract the batches into a temporary folder, then rename it into place."""
-    staging = Path(tempfile.mkdtemp(prefix=".extract-", dir=folder))
+    try:
+        staging = Path(tempfile.mkdtemp(prefix=".extract-", dir=folder))
+    except OSError as error:
+        raise DataError(f"cannot extract {archive} into {folder}: {error.strerror}") from error
     try:
         with tarfile.open(archive, "r:gz") as tar:
             tar.extractall(staging, filter="data")
@@ -899,7 +933,9 @@ def _extract_canonical(archive: Path, folder: Path) -> None:
             raise DataError(f"{archive} does not contain a {BATCHES_FOLDER} folder")
         os.replace(extracted, folder / BATCHES_FOLDER)
     except (tarfile.TarError, EOFError, OSError) as error:
-        raise DataError(f"{archive} could not be extracted ({error}); delete it and download it again") from error
+        raise DataError(
+            f"{archive} could not be extracted ({error}); delete it and download it again"
+        ) from error
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 
@@ -920,14 +956,8 @@ def find_sources(data_dir: str | os.PathLike | None = None) -> list[dict]:
         },
         {
             "source": "canonical",
-            "available": (folder / BATCHES_FOLDER).is_dir() or (folder / CANONICAL_FILENAME).is_file(),
+            "available": (folder / BATCHES_FOLDER).is_dir()
+            or (folder / CANONICAL_FILENAME).is_file(),
             "detail": canonical_status(folder),
         },
     ]
-
-
-def iter_class_counts(data: Cifar10) -> Iterator[tuple[str, int, int]]:
-    """Yield (class name, training count, test count) for each class."""
-    train, test = data.class_counts("train"), data.class_counts("test")
-    for label, name in enumerate(data.classes):
-        yield name, int(train[label]), int(test[label])

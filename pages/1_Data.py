@@ -1,4 +1,4 @@
-"""Data: the source in use, images per class, a gallery, the split, and why the split comes first."""
+"""Data: the source in use, images per class, a gallery, the split and why it comes first."""
 
 from __future__ import annotations
 
@@ -17,7 +17,9 @@ from ui.common import (
     show_error,
 )
 
-st.set_page_config(page_title="Data · cifarlab", page_icon=":material/photo_library:", layout="wide")
+st.set_page_config(
+    page_title="Data · cifarlab", page_icon=":material/photo_library:", layout="wide"
+)
 
 SOURCE_LABELS = {
     "bundled": "Bundled JPEG archive (offline)",
@@ -30,7 +32,8 @@ SOURCE_LABELS = {
 def choose_source() -> None:
     """Let the student switch the data source used by every page."""
     chosen = current_data_source()
-    with st.expander("Data source", expanded=chosen["source"] != "bundled", icon=":material/folder_open:"):
+    expanded = chosen["source"] != "bundled"
+    with st.expander("Data source", expanded=expanded, icon=":material/folder_open:"):
         source = st.radio(
             "Source",
             cifar.SOURCES,
@@ -68,7 +71,8 @@ def download_canonical() -> None:
     bar = st.progress(0.0, text="Connecting...")
 
     def report(stage: str, done: int, total: int) -> None:
-        bar.progress(min(done / max(total, 1), 1.0), text=f"{stage}: {done / 1e6:.0f} of {total / 1e6:.0f} MB")
+        text = f"{stage}: {done / 1e6:.0f} of {total / 1e6:.0f} MB"
+        bar.progress(min(done / max(total, 1), 1.0), text=text)
 
     try:
         folder = cifar.download_cifar10(progress=report)
@@ -83,8 +87,13 @@ def draw_split(data: cifar.Cifar10) -> cifar.Split | None:
     st.subheader("Training, validation and test images")
     left, right = st.columns(2)
     val_size = left.number_input(
-        "Validation images", 0, data.num_train - 1, min(5000, data.num_train // 10), step=500,
-        key="data_val_size", help="carved out of the training images, the same share from each class",
+        "Validation images",
+        min_value=0,
+        max_value=data.num_train - 1,
+        value=min(5000, data.num_train // 10),
+        step=500,
+        key="data_val_size",
+        help="carved out of the training images, the same share from each class",
     )
     seed = right.number_input("Split seed", 0, 2**31 - 1, 0, key="data_split_seed")
     try:
@@ -94,8 +103,8 @@ def draw_split(data: cifar.Cifar10) -> cifar.Split | None:
         return None
 
     columns = st.columns(3)
-    columns[0].metric("Training", f"{split.train_size:,}", help="the images the network learns from")
-    columns[1].metric("Validation", f"{split.val_size:,}", help="choose the model and when to stop")
+    columns[0].metric("Training", f"{split.train_size:,}", help="what the network learns from")
+    columns[1].metric("Validation", f"{split.val_size:,}", help="picks the model and the epoch")
     columns[2].metric("Test", f"{data.num_test:,}", help="measured once, at the end")
     st.caption(
         f"Split recorded in every checkpoint as seed {split.seed}, {split.val_size:,} validation "

@@ -9,7 +9,6 @@ import subprocess
 import sys
 import time
 import urllib.request
-from pathlib import Path
 
 import pytest
 
@@ -145,7 +144,7 @@ def test_edited_page_reruns_without_traceback(app_copy_server, page):
     page_file.write_text(
         page_file.read_text() + '\nimport torch\nst.markdown(f"Edited with torch {torch.__version__}")\n'
     )
-    # With runOnSave off, Streamlit offers a Rerun button once its watcher sees the change.
+    # With runOnSave off, Streamlit shows a Rerun button once its watcher detects the change.
     page.get_by_role("button", name="Rerun", exact=True).click(timeout=60_000)
     page.get_by_text("Edited with torch").wait_for(timeout=120_000)
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import http.server
 import io
@@ -212,7 +211,7 @@ def test_bundled_statistics_near_constants(bundled):
 
 
 def test_bundled_pixels_match_pillow(bundled):
-    files = data._read_archive(data.paths.BUNDLED_ARCHIVE, None)
+    files = data._read_archive(data.paths.BUNDLED_ARCHIVE)
     generator = np.random.default_rng(0)
     for split, images in (("train", bundled.train_images), ("test", bundled.test_images)):
         for label, name in enumerate(CLASSES):
@@ -457,7 +456,7 @@ def test_batches_new_numpy_pickles(tmp_path, cache):
 def test_batches_missing_file(tmp_path, cache):
     folder = write_batches(tmp_path)
     (folder / "data_batch_3").unlink()
-    with pytest.raises(DataError, match=r"lacks data_batch_3; a cifar-10-batches-py folder holds"):
+    with pytest.raises(DataError, match=r"lacks data_batch_3; a cifar-10-batches-py folder contains"):
         load_cifar10("batches", path=folder, cache_dir=cache)
 
 
@@ -563,7 +562,7 @@ def test_download_offline_one_clear_message(tmp_path, cache, monkeypatch):
 
 
 def test_download_times_out(tmp_path, monkeypatch):
-    # A listening socket that never answers: the connection succeeds, then nothing arrives.
+    # A listening socket that never accepts: the connection succeeds, then no bytes arrive.
     with socket.socket() as silent:
         silent.bind(("127.0.0.1", 0))
         silent.listen()

@@ -91,7 +91,7 @@ def class_name(label: int) -> str:
 
 
 def describe_source(data: Cifar10) -> str:
-    """One line naming the source and its image counts."""
+    """Return one Markdown line naming the source and its image counts."""
     return (
         f"**{data.source}** — {data.description}: {data.num_train:,} training and "
         f"{data.num_test:,} test images"

@@ -82,7 +82,8 @@ def add_parser(subparsers) -> None:
     parser = subparsers.add_parser(
         "data",
         help="show the data sources or download the official data set",
-        description="Show the CIFAR-10 sources and their splits, or download the official data set.",
+        description="Show the CIFAR-10 sources and their splits, or download the official "
+        "data set.",
     )
     commands = parser.add_subparsers(dest="data_command", metavar="ACTION", required=True)
 
@@ -99,7 +100,9 @@ def add_parser(subparsers) -> None:
         default=5000,
         help="validation images carved from the training set (default: 5000)",
     )
-    info.add_argument("--seed", type=int, default=0, help="seed of the validation split (default: 0)")
+    info.add_argument(
+        "--seed", type=int, default=0, help="seed of the validation split (default: 0)"
+    )
     info.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
     info.set_defaults(func=run_info)
 
