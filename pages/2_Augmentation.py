@@ -372,6 +372,7 @@ def draw_recipe(picked: Picked | None, data: Cifar10, seed: int) -> None:
         st.subheader(title)
         draw_recipe_steps()
         preset_column, load_column, clear_column = st.columns([2, 1, 1], vertical_alignment="bottom")
+        st.session_state.setdefault("aug_preset", "standard")
         preset = preset_column.selectbox("Preset", list(PRESETS), key="aug_preset", persist_state=KEEP)
         load_column.button("Load preset", key="aug_load_preset", on_click=ui.load_preset, args=(preset,))
         clear_column.button("Clear", key="aug_clear_recipe", on_click=ui.clear_recipe, disabled=recipe is None)
