@@ -1,10 +1,10 @@
 """AlexNet adapted to 32 x 32 images.
 
 Krizhevsky, Sutskever and Hinton, "ImageNet classification with deep convolutional neural
-networks", NeurIPS 2012. The 2012 network read 224 x 224 crops; this one keeps its five
-convolutional layers with the paper's channel counts (96, 256, 384, 384, 256), its 3x3 stride-2
-overlapping max pooling after layers 1, 2 and 5, ReLU, and dropout 0.5 before the fully connected
-layers. It changes:
+networks", NeurIPS 2012. The 2012 network read 224 x 224 crops. This one keeps its five
+convolutional layers with the paper's channel counts (96, 256, 384, 384, 256) and its 3x3
+stride-2 overlapping max pooling after layers 1, 2 and 5. It also keeps ReLU and dropout 0.5
+before the fully connected layers. It changes:
 
 - conv1 is 3x3 with stride 1 and padding 1 (2012: 11x11 with stride 4), because a stride-4 11x11
   kernel would shrink a 32-pixel image to 6 pixels in the first layer;

@@ -23,7 +23,7 @@ class Classifier(nn.Module):
 
     ``forward`` takes float32 images in ``[0, 1]`` of shape ``(N, 3, 32, 32)`` and returns logits
     of shape ``(N, num_classes)``. Because normalization and resizing happen inside, training,
-    evaluation and attacks feed raw pixels and the attack's image is exactly what the model sees.
+    evaluation and attacks feed raw pixels, and the attack's image is exactly the model's input.
 
     Args:
         net: the network proper; it receives normalized images of ``input_size``.

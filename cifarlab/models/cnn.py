@@ -18,7 +18,7 @@ from cifarlab.models.spec import ArchSpec, Option
 
 
 def conv_bn_relu(in_channels: int, out_channels: int) -> nn.Sequential:
-    """Return a 3x3 convolution (no bias: batch norm adds its own), batch norm and ReLU."""
+    """Return a 3x3 convolution without bias (batch norm adds its own), batch norm and ReLU."""
     return nn.Sequential(
         nn.Conv2d(in_channels, out_channels, kernel_size=3, padding=1, bias=False),
         nn.BatchNorm2d(out_channels),

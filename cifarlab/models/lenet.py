@@ -1,8 +1,8 @@
 """LeNet-5 adapted to 3 x 32 x 32 colour images.
 
 LeCun, Bottou, Bengio and Haffner, "Gradient-based learning applied to document recognition",
-Proc. IEEE 86(11), 1998. The paper's network read 32 x 32 greyscale digits; this one keeps its
-layer sizes (6 and 16 feature maps of 5 x 5 kernels, then 120, 84 and 10 units) and changes:
+Proc. IEEE 86(11), 1998. The paper's network read 32 x 32 greyscale digits. This one keeps its
+layer sizes (6 and 16 feature maps of 5 x 5 kernels, then 120, 84 and 10 units) but changes:
 
 - the input has 3 channels instead of 1, so the first convolution has 3 x 6 x 25 weights;
 - activations are ReLU by default (option ``activation="tanh"`` restores the paper's squashing

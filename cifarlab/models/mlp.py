@@ -1,7 +1,7 @@
 """A fully connected network (multilayer perceptron, the "ANN" of many courses).
 
-The image is flattened into 3 x 32 x 32 = 3072 numbers, so the network sees no neighbourhoods:
-shifting an object by one pixel gives it an unrelated input. Comparing it with the convolutional
+The image is flattened into 3 x 32 x 32 = 3072 numbers, so the network has no notion of
+neighbouring pixels: shifting an object by one pixel gives it an unrelated input. Comparing it with the convolutional
 networks shows what convolution buys on images.
 """
 

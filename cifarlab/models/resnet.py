@@ -1,10 +1,11 @@
 """A fast residual network for CIFAR-10: the speed and accuracy reference of the lab.
 
 Its lineage is the 9-layer ResNet that David Page (Myrtle.ai) designed for the DAWNBench
-time-to-94% competition, described in the blog series "How to train your ResNet" (2018,
-myrtle.ai/learn/how-to-train-your-resnet): it reached 94% test accuracy in 79 s on one V100 GPU,
-a 24-epoch schedule (Lambda Labs' rerun, lambdalabs.com/blog/resnet9-train-to-94-cifar10-accuracy-
-in-100-seconds). Few, wide layers with pooling inside each stage keep it fast. The layout here:
+time-to-94% competition. His blog series "How to train your ResNet" (2018,
+myrtle.ai/learn/how-to-train-your-resnet) describes it: it reached 94% test accuracy in 79 s on
+one V100 GPU. That run was a 24-epoch schedule, as Lambda Labs' rerun lists
+(lambdalabs.com/blog/resnet9-train-to-94-cifar10-accuracy-in-100-seconds). Few, wide layers
+with pooling inside each stage keep it fast. The layout here:
 
 - prep: one 3x3 conv with ``width`` channels at 32x32;
 - stage 1: conv to ``2 * width`` channels, 2x2 max pool (16x16), then a residual block of two

@@ -1,4 +1,4 @@
-"""What the registry knows about each architecture: its builder, options and reference figure."""
+"""Registry entries: each architecture's builder, options and published reference accuracy."""
 
 from __future__ import annotations
 

@@ -72,8 +72,8 @@ class VGG16(nn.Module):
 
 def build_vgg16(num_classes: int, options: dict[str, Any], fetch_weights: bool) -> Classifier:
     net = VGG16(num_classes, options["dropout"])
-    # The last conv block before the final pooling: 2x2 maps at 32 pixels, the finest map
-    # that still sees the whole network's features.
+    # The last conv block before the final pooling. Its 2x2 maps (at 32 pixels) are the finest
+    # ones computed by all 13 convolutions.
     last_block = f"stage5.{len(STAGES[4]) - 1}"
     return Classifier(
         net, arch="vgg16", options=options, num_classes=num_classes, gradcam_layer_name=last_block
