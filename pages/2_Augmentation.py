@@ -250,7 +250,7 @@ def draw_mixing(operation: Operation, picked: Picked, data: Cifar10, ids: list[n
     chart_column, params_column = st.columns([3, 2])
     with chart_column:
         st.metric("lambda (share of A)", f"{lam:.3f}", help="the soft label gives A's class this share and B's the rest")
-        st.altair_chart(ui.soft_label_chart(targets[0], CLASSES), width="stretch")
+        st.vega_lite_chart(ui.soft_label_frame(targets[0], CLASSES), ui.soft_label_spec(CLASSES), width="stretch")
         st.caption(f"Soft label: {ui.soft_label_text(targets[0], CLASSES)}")
     with params_column:
         st.markdown("**Parameters drawn for A**")
