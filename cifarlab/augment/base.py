@@ -149,7 +149,10 @@ def _coerce(spec: ParamSpec, value: Any, where: str) -> Any:
     else:
         value = float(value)
     if (spec.low is not None and value < spec.low) or (spec.high is not None and value > spec.high):
-        raise AugmentError(f"{where}: {spec.name} {value!r} is outside {bounds}{unit}; {spec.help}")
+        raise AugmentError(
+            f"{where}: {spec.name} {value!r} is outside {bounds}{unit}; choose a value in that range "
+            f"({spec.help})"
+        )
     return value
 
 
