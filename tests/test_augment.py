@@ -757,6 +757,11 @@ def test_augmenter_rejects_bad_labels():
         BatchAugmenter("standard")(make_images(8), torch.arange(4), seeded())
 
 
+def test_augmenter_rejects_single_image():
+    with pytest.raises(AugmentError, match=r"expected a batch of shape \(N, 3, H, W\), got \(3, 32, 32\)"):
+        BatchAugmenter("standard")(make_images(1)[0], torch.tensor([0]), seeded())
+
+
 def test_augmenter_unknown_preset_raises():
     with pytest.raises(AugmentError, match=r"unknown preset 'heavy'; use one of: none, standard"):
         BatchAugmenter("heavy")

@@ -239,6 +239,11 @@ class BatchAugmenter:
             images = torch.from_numpy(images)
         if isinstance(labels, np.ndarray):
             labels = torch.from_numpy(labels)
+        if isinstance(images, torch.Tensor) and images.ndim != 4:
+            raise AugmentError(
+                f"BatchAugmenter: expected a batch of shape (N, 3, H, W), got {tuple(images.shape)}; "
+                "add a batch dimension with images.unsqueeze(0)"
+            )
         batch, _ = as_batch(images, "BatchAugmenter", batch_only=True)
         if not isinstance(labels, torch.Tensor) or labels.shape != (batch.shape[0],):
             shape = tuple(labels.shape) if isinstance(labels, torch.Tensor) else type(labels).__name__
