@@ -218,3 +218,39 @@ def test_batch_compares_models(folders, lenet_folder):
     outcomes = app.session_state["attack_batch_job"].result["models"]
     assert outcomes[0]["summary"].images[0].image_id == outcomes[1]["summary"].images[0].image_id
     assert outcomes[0]["baseline"].trials == 20
+
+
+# --- drawing helpers --------------------------------------------------------------------------
+
+
+def test_png_download_is_exact_image():
+    import io
+
+    from PIL import Image
+
+    from ui.attack import png_bytes
+
+    image = np.random.default_rng(0).integers(0, 256, (3, 32, 32), dtype=np.uint8)
+    decoded = np.asarray(Image.open(io.BytesIO(png_bytes(image))))
+    assert decoded.shape == (32, 32, 3)
+    assert np.array_equal(decoded.transpose(2, 0, 1), image)
+
+
+def test_marked_image_keeps_pixels_crisp():
+    from cifarlab.attack import PixelChange
+    from ui.attack import marked_image
+
+    image = np.random.default_rng(1).integers(0, 256, (3, 32, 32), dtype=np.uint8)
+    plain = np.asarray(marked_image(image, [], scale=8))
+    assert plain.shape == (256, 256, 3)
+    assert np.array_equal(plain[::8, ::8].transpose(2, 0, 1), image)
+    assert np.array_equal(plain[7::8, 7::8].transpose(2, 0, 1), image)
+
+    marked = np.asarray(marked_image(image, [PixelChange(10, 20, (0, 0, 0), (255, 0, 0))], scale=8))
+    ring = marked != plain
+    rows, cols = np.nonzero(ring.any(axis=2))
+    assert ring.any()
+    assert abs((rows.min() + rows.max()) / 2 - 10.5 * 8) <= 1
+    assert abs((cols.min() + cols.max()) / 2 - 20.5 * 8) <= 1
+    # The circled pixel itself stays visible inside the ring.
+    assert np.array_equal(marked[84, 164], plain[84, 164])
