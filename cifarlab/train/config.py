@@ -51,7 +51,7 @@ class TrainConfig:
     # Learning-rate schedule, updated after every step.
     schedule: str = "onecycle"  # onecycle, cosine, step or none
     # Epochs (fractions allowed) of linear warm-up from 0 to lr. None picks the schedule's
-    # default: 30% of the run for onecycle (its rising half), 0 for the others.
+    # default: 30% of the run for onecycle (its rising phase), 0 for the others.
     warmup_epochs: float | None = None
     step_size_epochs: int = 5  # "step" schedule: epochs between two decays
     step_gamma: float = 0.1  # "step" schedule: factor applied at each decay, in (0, 1]

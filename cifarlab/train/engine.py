@@ -212,8 +212,14 @@ class _Run:
         self.augmenter = BatchAugmenter(Recipe.from_dict(config.recipe))
 
         # Seeding right before the build makes the initial weights a function of the seed alone.
+        # A resumed run loads every weight from its resume state, so it needs no ImageNet file.
         torch.manual_seed(config.seed)
-        model = build_model(config.arch, num_classes=NUM_CLASSES, **config.arch_options)
+        model = build_model(
+            config.arch,
+            num_classes=NUM_CLASSES,
+            fetch_weights=resume_state is None,
+            **config.arch_options,
+        )
         self.best_model = copy.deepcopy(model).eval()  # stays on the CPU with the best weights
         model = model.to(self.device)
         if self.channels_last:
