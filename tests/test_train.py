@@ -111,6 +111,7 @@ def test_config_round_trips_through_json():
     restored = TrainConfig.from_dict(json.loads(json.dumps(config.to_dict())))
 
     assert restored == config
+    assert hash(restored) == hash(config)
 
 
 def test_config_default_recipe_is_standard_preset():
