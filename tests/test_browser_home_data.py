@@ -13,11 +13,31 @@ import urllib.request
 import pytest
 
 from cifarlab.data import CLASSES
-from conftest import REPO_ROOT, wait_for_app
+from conftest import REPO_ROOT
 
 pytestmark = pytest.mark.browser
 
 TALL_VIEWPORT = {"width": 1400, "height": 3800}
+
+
+# Streamlit shows one of these icons in its status widget while a script runs. The widget itself
+# also appears with a Rerun prompt when a source file changes, so its mere presence is no sign
+# of a running script.
+RUNNING_ICONS = ", ".join(
+    f"[data-testid='{test_id}']"
+    for test_id in (
+        "stStatusWidgetRunningIcon",
+        "stStatusWidgetRunningManIcon",
+        "stStatusWidgetNewYearsIcon",
+    )
+)
+
+
+def wait_until_idle(page, timeout_ms: int = 180_000) -> None:
+    """Wait until no script runs; call it once the page shows content the script draws."""
+    page.wait_for_function(
+        "selector => !document.querySelector(selector)", arg=RUNNING_ICONS, timeout=timeout_ms
+    )
 
 
 def wait_for_gallery(page, per_class: int = 8) -> None:
@@ -30,8 +50,9 @@ def wait_for_gallery(page, per_class: int = 8) -> None:
 
 def test_home_and_data_pages(streamlit_server, page, artifact_dir):
     page.goto(streamlit_server.url)
-    wait_for_app(page)
-    page.get_by_text("Data in use").wait_for(timeout=120_000)
+    page.get_by_text("Data in use").wait_for(timeout=180_000)
+    page.get_by_text("Trained models").wait_for(timeout=180_000)
+    wait_until_idle(page)
     main = page.locator("[data-testid='stMain']")
     assert "50,000" in main.inner_text()
     assert "What each page teaches" in main.inner_text()
@@ -42,7 +63,8 @@ def test_home_and_data_pages(streamlit_server, page, artifact_dir):
     page.locator("[data-testid='stSidebarNav']").get_by_text("Data", exact=True).click()
     page.wait_for_url("**/Data", timeout=60_000)
     wait_for_gallery(page)
-    wait_for_app(page)
+    page.get_by_text("Why the split comes before augmentation").wait_for(timeout=60_000)
+    wait_until_idle(page)
     gallery = page.locator(".st-key-data_gallery")
     gallery_text = gallery.inner_text()
     for name in CLASSES:
@@ -58,7 +80,7 @@ def test_home_and_data_pages(streamlit_server, page, artifact_dir):
 def test_data_shuffle_changes_gallery(streamlit_server, page):
     page.goto(f"{streamlit_server.url}/Data")
     wait_for_gallery(page)
-    wait_for_app(page)
+    wait_until_idle(page)
     gallery = page.locator(".st-key-data_gallery")
     before = gallery.inner_text()
     page.get_by_role("button", name="Shuffle").click()
@@ -71,6 +93,16 @@ def test_data_shuffle_changes_gallery(streamlit_server, page):
     assert gallery.locator("img").count() == 80
     for name in CLASSES:
         assert name in gallery.inner_text()
+
+
+def test_every_page_opens_without_traceback(streamlit_server, page):
+    for path in sorted((REPO_ROOT / "pages").glob("[0-9]*_*.py")):
+        url_path = path.stem.split("_", 1)[1]
+        page.goto(f"{streamlit_server.url}/{url_path}")
+        page.wait_for_selector("[data-testid='stMain'] [data-testid='stHeading']", timeout=180_000)
+        wait_until_idle(page)
+        assert page.locator("[data-testid='stException']").count() == 0, path.name
+    assert "Traceback" not in streamlit_server.log()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -134,11 +166,11 @@ def test_edited_page_reruns_without_traceback(app_copy_server, page):
     app, url, log_path = app_copy_server
     # Home imports torch (through cifarlab.checkpoints), so the watcher has torch in sys.modules.
     page.goto(url)
-    wait_for_app(page)
-    page.get_by_text("Data in use").wait_for(timeout=120_000)
+    page.get_by_text("Trained models").wait_for(timeout=180_000)
+    wait_until_idle(page)
     page.goto(f"{url}/Data")
     wait_for_gallery(page)
-    wait_for_app(page)
+    wait_until_idle(page)
 
     page_file = app / "pages" / "1_Data.py"
     page_file.write_text(
