@@ -35,16 +35,18 @@ ProgressCallback = Callable[[dict[str, Any]], None]
 
 @dataclass(frozen=True)
 class AttackConfig:
-    """Settings of the differential evolution; the defaults are the paper's."""
+    """Settings of the differential evolution; the defaults are those of Su, Vargas and Sakurai (2019)."""
 
     pixels: int = 1  # pixels changed per image, 1..5
     popsize: int = 400  # candidates per generation
     generations: int = 100  # generations after the first population; 0 evaluates only that one
     mutation: float = 0.5  # differential weight F of DE/rand/1
     # Binomial crossover rate CR: the chance that each value comes from the mutant rather than
-    # the parent. 1.0 takes the mutant whole, which is the paper's "no crossover".
+    # the parent. 1.0 takes the mutant whole: no crossover, as Su, Vargas and Sakurai run it.
     crossover: float = 1.0
-    eval_batch_size: int = 400  # candidate images per forward pass; bounds memory, not results
+    # Candidate images per forward pass. It bounds memory and changes the search only through
+    # float rounding, which some convolution kernels do differently for other batch sizes.
+    eval_batch_size: int = 400
     seed: int = 0
 
     def __post_init__(self):

@@ -73,7 +73,7 @@ def evolve(
 ) -> list[_Outcome]:
     """Run differential evolution for each image of ``images`` (all correctly classified).
 
-    ``classes`` holds the true class of each image (untargeted) or its target (targeted). The
+    ``classes`` contains the true class of each image (untargeted) or its target (targeted). The
     population and its bookkeeping stay on the CPU (a few kilobytes per image); only the
     candidate images go to the model's device.
     """

@@ -45,7 +45,7 @@ def apply_pixels(images: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor
     """Write each candidate's pixels into a copy of its image.
 
     ``images`` is ``uint8`` of shape ``(N, 3, H, W)``; ``candidates`` has shape ``(N, 5 * P)`` and
-    holds integer values (see `snap_candidates`). Returns a new ``uint8`` tensor; every value
+    contains integer values (see `snap_candidates`). Returns a new ``uint8`` tensor; every value
     outside the written pixels is unchanged. When two pixels of one candidate share a position,
     the later one wins.
     """
