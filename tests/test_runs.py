@@ -487,3 +487,80 @@ def test_log_tail_keeps_last_redraw(fake_trainer, tmp_path):
 )
 def test_format_duration(seconds, text):
     assert runs.format_duration(seconds) == text
+
+
+# ---------------------------------------------------------------------------------------------
+# The real trainer: `python -m cifarlab train` on a few hundred bundled images
+
+
+@pytest.fixture
+def real_run_folders(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("CIFARLAB_RUNS_DIR", str(tmp_path / "runs"))
+    monkeypatch.setenv("CIFARLAB_CHECKPOINT_DIR", str(tmp_path / "checkpoints"))
+    return tmp_path
+
+
+def tiny_real_config(**changes):
+    from cifarlab.train import TrainConfig
+
+    fields = dict(
+        arch="mlp",
+        arch_options={"widths": [32, 32, 32, 32]},
+        epochs=1,
+        train_subset=200,
+        val_size=100,
+        batch_size=50,
+        evaluate_test=False,
+        num_threads=1,
+    )
+    fields.update(changes)
+    return TrainConfig(**fields)
+
+
+@pytest.mark.slow
+def test_real_run_completes_with_checkpoint(real_run_folders):
+    from cifarlab.checkpoints import list_checkpoints, load_checkpoint
+
+    run = runs.start_run(tiny_real_config())
+    run = wait_until_final(run, timeout_s=600)
+
+    assert run.state == runs.COMPLETED, runs.log_tail(run)
+    progress = runs.read_progress(run)
+    assert progress.finished
+    assert progress.fraction == 1.0
+    assert [record["epoch"] for record in progress.epochs] == [1]
+    assert len(progress.batches) == 4
+    assert progress.start["sizes"]["train"] == 200
+    loaded = load_checkpoint(run.checkpoint_path)
+    assert loaded.meta["arch"] == "mlp"
+    assert loaded.meta["training"]["status"] == "completed"
+    assert run.checkpoint_path in [info.path for info in list_checkpoints()]
+    assert not run.resume_state_path.exists()
+
+
+@pytest.mark.slow
+def test_real_run_stops_and_resumes(real_run_folders):
+    # 200 steps of 10 images per epoch: the stop lands well inside the first epoch.
+    run = runs.start_run(tiny_real_config(epochs=2, train_subset=2000, batch_size=10))
+    wait_for(lambda: len(runs.read_progress(run).batches) >= 5, 600, "five batches")
+
+    run = wait_until_final(runs.stop_run(run), timeout_s=120)
+
+    progress = runs.read_progress(run)
+    assert run.state == runs.STOPPED, runs.log_tail(run)
+    assert progress.end["status"] == "stopped"
+    stop_requested_at = run.stop_path.stat().st_mtime
+    assert len([batch for batch in progress.batches if batch["time"] > stop_requested_at]) <= 1
+    assert progress.batches[-1]["step"] < 200
+    assert run.checkpoint_path.is_file()
+    assert run.can_resume
+    stopped_at_step = progress.batches[-1]["step"]
+
+    run = wait_until_final(runs.resume_run(run), timeout_s=600)
+
+    progress = runs.read_progress(run)
+    assert run.state == runs.COMPLETED, runs.log_tail(run)
+    assert progress.start["start_step"] == stopped_at_step
+    assert [record["epoch"] for record in progress.epochs] == [1, 2]
+    steps = [batch["step"] for batch in progress.batches]
+    assert steps == list(range(1, 401))

@@ -141,23 +141,35 @@ def curves_chart(
                 rows.append({"epoch": record["epoch"], "value": record[field], "series": series})
     epoch_points = pd.DataFrame(rows, columns=["epoch", "value", "series"])
 
+    batch_points = _batch_points(batches or [], "loss" if metric == "loss" else "acc")
+
+    # Both layers get one value range computed here, because when Vega-Lite picked it, the
+    # batch curve ran past the plot's top edge (seen with Streamlit 1.67 and Altair 6).
+    values = [float(value) for frame in (epoch_points, batch_points) for value in frame["value"]]
+    y_scale = alt.Scale(zero=False)
+    if values:
+        low, high = min(values), max(values)
+        margin = max(0.05 * (high - low), 1e-3)
+        low, high = low - margin, high + margin
+        if metric == "acc":
+            low, high = max(0.0, low), min(1.0, high)
+        y_scale = alt.Scale(domain=[low, high], nice=False)
+
     x_axis = alt.X("epoch:Q", title="epoch", scale=alt.Scale(domainMin=0))
     y_axis = alt.Y(
         "value:Q",
         title=title,
         axis=alt.Axis(format="%") if metric == "acc" else alt.Axis(),
-        scale=alt.Scale(zero=False),
+        scale=y_scale,
     )
     color = alt.Color("series:N", scale=SERIES_COLORS, title=None, legend=alt.Legend(orient="bottom"))
     layers = []
-    if batches:
-        batch_points = _batch_points(batches, "loss" if metric == "loss" else "acc")
-        if not batch_points.empty:
-            layers.append(
-                alt.Chart(batch_points)
-                .mark_line(strokeWidth=1, opacity=0.8)
-                .encode(x=x_axis, y=y_axis, color=color)
-            )
+    if not batch_points.empty:
+        layers.append(
+            alt.Chart(batch_points)
+            .mark_line(strokeWidth=1, opacity=0.8)
+            .encode(x=x_axis, y=y_axis, color=color)
+        )
     layers.append(
         alt.Chart(epoch_points)
         .mark_line(point=True, strokeWidth=2.5)
@@ -276,9 +288,15 @@ def draw_outcome(run: runs.Run, progress: runs.Progress) -> None:
         )
     elif run.state == runs.STOPPED:
         kept = "its last good checkpoint is kept" if run.checkpoint_path.is_file() else "no checkpoint was written"
+        batch = progress.last_batch
+        where = (
+            f"in epoch {batch['epoch']} after batch {batch['batch']} of {batch['batches']}"
+            if batch is not None and batch.get("batch") != batch.get("batches")
+            else f"after {plural(progress.epochs_done, 'full epoch')}"
+        )
         st.info(
-            f"Stopped on request after {plural(progress.epochs_done, 'full epoch')}; {kept}. "
-            "Resume continues from the batch where it stopped.",
+            f"Stopped on request {where}; {kept}. Resume continues from the batch where it "
+            "stopped.",
             icon=":material/stop_circle:",
         )
     elif run.state == runs.FAILED:
