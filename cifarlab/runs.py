@@ -462,8 +462,24 @@ def _settle_attempt(folder: Path, attempt: Attempt, *, stop_requested: bool) -> 
         state = INTERRUPTED
 
     return dataclasses.replace(
-        attempt, state=state, returncode=returncode, ended_at=time.time(), error=error
+        attempt,
+        state=state,
+        returncode=returncode,
+        ended_at=_ended_at(folder, attempt, end),
+        error=error,
     )
+
+
+def _ended_at(folder: Path, attempt: Attempt, end: dict[str, Any] | None) -> float:
+    """Return when the trainer of ``attempt`` ended, as well as its files tell."""
+    if end is not None and end.get("time") is not None:
+        return float(end["time"])
+    # Without an end record, the last write to its log or output is the closest known time.
+    times = []
+    for name in (attempt.log_name, attempt.stdout_name, attempt.stderr_name):
+        with contextlib.suppress(OSError):
+            times.append((folder / name).stat().st_mtime)
+    return max(times, default=time.time())
 
 
 def _record_attempt(folder: Path, settled: Attempt) -> None:

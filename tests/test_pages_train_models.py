@@ -1,14 +1,13 @@
 """AppTest of the Train and Models pages.
 
-The Train page's runs use the fake trainer of test_runs.py (AppTest runs the page in this
-process, so the patched trainer command applies); the Models page works on small real
+The Train page's runs use the fake trainer of test_runs.py. AppTest runs the page in this
+process, so the patched trainer command applies. The Models page works on small real
 checkpoints written by cifarlab.checkpoints.
 """
 
 from __future__ import annotations
 
 import io
-import json
 from pathlib import Path
 
 import pytest
@@ -123,8 +122,9 @@ def test_second_start_names_active_run(fake_trainer):
         app.button(key="train_start").click().run()
 
         assert not app.exception
-        assert any(f"run {run.run_id}" in message and "still running" in message
-                   for message in texts(app.error))
+        messages = " ".join(texts(app.error))
+        assert f"run {run.run_id}" in messages
+        assert "still running" in messages
         assert [item.run_id for item in runs.list_runs()] == [run.run_id]
     finally:
         wait_until_final(runs.stop_run(run))
@@ -156,7 +156,7 @@ def test_failed_run_shows_error_and_log(fake_trainer):
 
 def test_interrupted_run_resumes(fake_trainer):
     run = runs.start_run(fake_config(epochs=3, batches=3, batch_s=0.2))
-    wait_for(run.checkpoint_path.is_file, what="the first checkpoint")
+    wait_for(run.resume_state_path.is_file, what="the first resume state")
     kill_and_reap(run.last_attempt.pid)
 
     app = open_app(TRAIN)
@@ -345,4 +345,4 @@ def test_models_page_empty(tmp_path, monkeypatch):
     app = open_app(MODELS)
 
     assert any("No checkpoints yet" in message for message in texts(app.info))
-    assert json.dumps(texts(app.error)) == "[]"
+    assert texts(app.error) == []

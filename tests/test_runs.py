@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
 import sys
 import textwrap
 import time
@@ -18,6 +17,9 @@ from pathlib import Path
 
 import pytest
 
+# Run.resume_state_path imports the trainer's state module, which imports torch. Importing it
+# here keeps that slow import out of the timing of the short fake runs below.
+import cifarlab.train.state  # noqa: F401
 from cifarlab import runs
 
 FAKE_TRAINER = textwrap.dedent(
@@ -67,10 +69,11 @@ FAKE_TRAINER = textwrap.dedent(
             if os.path.exists(args.stop_file):
                 write("end", status="stopped", epochs_completed=epoch - 1)
                 sys.exit(0)
-        save(args.out, {"epoch": epoch})
-        save(resume_path, {"epoch": epoch, "config": config})
+        # Like the real trainer: the epoch record first, then the checkpoint and resume state.
         write("epoch", epoch=epoch, epochs=epochs, step=epoch * batches, train_loss=1.0 / epoch,
               val_loss=1.5 / epoch, train_acc=0.1 * epoch, val_acc=0.09 * epoch, eta_s=2.0)
+        save(args.out, {"epoch": epoch})
+        save(resume_path, {"epoch": epoch, "config": config})
     os.remove(resume_path)
     write("end", status="completed", epochs_completed=epochs)
     """
@@ -234,8 +237,8 @@ def test_stop_ends_within_one_batch(fake_trainer):
 
 
 def test_stop_keeps_last_checkpoint(fake_trainer):
-    run = runs.start_run(fake_config(epochs=20, batches=3, batch_s=0.05))
-    wait_for(run.checkpoint_path.is_file, what="the first checkpoint")
+    run = runs.start_run(fake_config(epochs=200, batches=3, batch_s=0.05))
+    wait_for(run.resume_state_path.is_file, what="the first resume state")
 
     run = wait_until_final(runs.stop_run(run))
 
@@ -259,7 +262,7 @@ def test_failed_run_reports_error(fake_trainer):
 
 def test_killed_run_is_interrupted(fake_trainer):
     run = runs.start_run(fake_config(epochs=50, batches=3, batch_s=0.05))
-    wait_for(run.checkpoint_path.is_file, what="the first checkpoint")
+    wait_for(run.resume_state_path.is_file, what="the first resume state")
 
     kill_and_reap(run.last_attempt.pid)
     run = runs.get_run(run.run_id)
@@ -273,7 +276,7 @@ def test_killed_run_is_interrupted(fake_trainer):
 def test_orphaned_trainer_gone_is_interrupted(fake_trainer):
     """A trainer whose parent server restarted has no exit status: no error means interrupted."""
     run = runs.start_run(fake_config(epochs=50, batches=3, batch_s=0.05))
-    wait_for(run.checkpoint_path.is_file, what="the first checkpoint")
+    wait_for(run.resume_state_path.is_file, what="the first resume state")
     kill_and_reap(run.last_attempt.pid)
     # A restarted server has no Popen objects and cannot wait for the dead trainer.
     runs._children.clear()
@@ -318,11 +321,11 @@ def test_reused_pid_not_mistaken_for_trainer(fake_trainer):
 
 def test_resume_continues_from_checkpoint(fake_trainer):
     run = runs.start_run(fake_config(epochs=3, batches=3, batch_s=0.1))
-    wait_for(run.checkpoint_path.is_file, what="the first checkpoint")
+    wait_for(run.resume_state_path.is_file, what="the first resume state")
     kill_and_reap(run.last_attempt.pid)
     run = runs.get_run(run.run_id)
     assert run.state == runs.INTERRUPTED
-    resumed_epoch = json.loads(run.checkpoint_path.read_text())["epoch"]
+    resumed_epoch = json.loads(run.resume_state_path.read_text())["epoch"]
 
     run = runs.resume_run(run)
     assert run.state == runs.RUNNING
@@ -360,7 +363,7 @@ def test_resume_without_checkpoint_rejected(fake_trainer):
 
 def test_resume_rejected_while_other_runs(fake_trainer):
     first = runs.start_run(fake_config(epochs=20, batches=3, batch_s=0.05))
-    wait_for(first.checkpoint_path.is_file, what="the first checkpoint")
+    wait_for(first.resume_state_path.is_file, what="the first resume state")
     first = wait_until_final(runs.stop_run(first))
     second = runs.start_run(fake_config(epochs=50, batches=10, batch_s=0.05))
     try:
