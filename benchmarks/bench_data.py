@@ -13,6 +13,7 @@ Run from the repository root:
 
     .venv/bin/python benchmarks/bench_data.py            # everything
     .venv/bin/python benchmarks/bench_data.py --skip-app # the data layer only
+    .venv/bin/python benchmarks/bench_data.py --skip-app --compare  # and the alternatives
 """
 
 from __future__ import annotations
@@ -84,6 +85,45 @@ def time_first_load(cache_dir: Path) -> dict[str, float]:
     assert np.array_equal(loaded.test_labels, arrays["test_labels"])
     timings["check_cached_s"] = stage.wall
     return timings
+
+
+def compare_readers_and_decoders() -> dict[str, float]:
+    """Time cifarlab's tar reader and JPEG decoder against tarfile and Pillow."""
+    import gzip
+    import io
+    import tarfile
+
+    from PIL import Image
+
+    raw = gzip.decompress(paths.BUNDLED_ARCHIVE.read_bytes())
+    results = {}
+    with Stopwatch() as stage:
+        files = data._read_plain_ustar(raw)
+    results.update(direct_tar_s=stage.wall, direct_tar_cpu_s=stage.cpu)
+    with Stopwatch() as stage:
+        with tarfile.open(fileobj=io.BytesIO(raw), mode="r:") as tar:
+            by_tarfile = {
+                member.name: raw[member.offset_data : member.offset_data + member.size]
+                for member in tar
+                if member.isfile()
+            }
+    results.update(tarfile_s=stage.wall, tarfile_cpu_s=stage.cpu)
+    assert by_tarfile == files
+
+    import torchvision.io  # noqa: F401  (imported before timing the decoder)
+
+    blobs = list(files.values())
+    with Stopwatch() as stage:
+        with_pillow = np.stack(
+            [np.asarray(Image.open(io.BytesIO(blob)).convert("RGB")) for blob in blobs]
+        ).transpose(0, 3, 1, 2)
+    results.update(pillow_decode_s=stage.wall, pillow_decode_cpu_s=stage.cpu)
+    with Stopwatch() as stage:
+        with_torchvision = data.decode_images(blobs, list(files), paths.BUNDLED_ARCHIVE)
+    results.update(torchvision_decode_s=stage.wall, torchvision_decode_cpu_s=stage.cpu)
+    difference = np.abs(with_pillow.astype(np.int16) - with_torchvision.astype(np.int16)).max()
+    results["max_pixel_difference"] = float(difference)
+    return results
 
 
 def time_cached_loads(cache_dir: Path, repeats: int) -> dict[str, float | list[float]]:
@@ -180,6 +220,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=5, help="cached loads to time (default: 5)")
     parser.add_argument("--skip-app", action="store_true", help="skip the app start-up timings")
+    parser.add_argument(
+        "--compare",
+        action="store_true",
+        help="also time tarfile against the direct tar reader and Pillow against torchvision",
+    )
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     args = parser.parse_args()
 
@@ -201,6 +246,8 @@ def main() -> None:
         warm_cache = scratch / "cache"
         record("first_load", time_first_load(warm_cache))
         record("cached_load", time_cached_loads(warm_cache, args.repeats))
+        if args.compare:
+            record("compare", compare_readers_and_decoders())
         if not args.skip_app:
             record("app_start_warm_cache", time_app_start(warm_cache, scratch / "home1"))
             empty_cache = scratch / "empty-cache"

@@ -56,7 +56,7 @@ def test_home_and_data_pages(streamlit_server, page, artifact_dir):
     main = page.locator("[data-testid='stMain']")
     assert "50,000" in main.inner_text()
     assert "What each page teaches" in main.inner_text()
-    page.set_viewport_size(TALL_VIEWPORT)
+    page.set_viewport_size({"width": 1400, "height": 1300})
     page.screenshot(path=artifact_dir / "home.png", full_page=True)
 
     page.set_viewport_size({"width": 1400, "height": 1000})

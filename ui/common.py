@@ -92,10 +92,7 @@ def class_name(label: int) -> str:
 
 def describe_source(data: Cifar10) -> str:
     """Return one Markdown line naming the source and its image counts."""
-    return (
-        f"**{data.source}** — {data.description}: {data.num_train:,} training and "
-        f"{data.num_test:,} test images"
-    )
+    return f"{data.description}: {data.num_train:,} training and {data.num_test:,} test images"
 
 
 __all__ = [
