@@ -196,6 +196,25 @@ def test_data_canonical_not_downloaded(tmp_path, monkeypatch):
     assert "170,498,071 bytes" in texts(app.error)[0]
 
 
+def test_data_download_offline_shows_error(tmp_path, monkeypatch):
+    import socket
+
+    from cifarlab import data
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    monkeypatch.setattr(data, "CANONICAL_URL", f"http://127.0.0.1:{port}/cifar-10-python.tar.gz")
+    monkeypatch.setenv("CIFARLAB_DATA_DIR", str(tmp_path))
+    app = run_page("pages/1_Data.py")
+    app.radio(key="data_source_choice").set_value("canonical").run()
+    app.button(key="data_download").click().run()
+    assert not app.exception
+    message = texts(app.error)[0]
+    assert "cannot download" in message
+    assert f"put it in {tmp_path}" in message
+
+
 # ---------------------------------------------------------------------------------------------
 # ui.common
 

@@ -47,7 +47,9 @@ def load_data(source: str | None = None, path: str | None = None) -> Cifar10:
     it and call `show_error`.
 
     NOTE: ``st.cache_resource`` rather than ``st.cache_data``: the arrays are 184 MB, and
-    ``cache_data`` would hand every rerun of every session its own unpickled copy.
+    ``cache_data`` would hand every rerun of every session its own unpickled copy. The entry is
+    keyed by source and path, so a folder changed on disk shows its new images only after a
+    server restart or ``st.cache_resource.clear()``.
     """
     if source is None:
         chosen = current_data_source()
