@@ -6,8 +6,8 @@ padding and horizontal flip), so students can see what convolution and augmentat
 The presets fix the optimizer, batch size and number of epochs of those experiments; every
 other field keeps its ``TrainConfig`` default.
 
-Epoch time estimates come only from measured training throughput in
-``benchmarks/results/train_speed.json``, never from a guess.
+Epoch time estimates come only from the throughput that ``benchmarks/bench_train.py`` measured
+and wrote to ``benchmarks/results/train_speed.json``, never from a guess.
 """
 
 from __future__ import annotations
@@ -104,13 +104,16 @@ TRAIN_PRESETS: dict[str, TrainPreset] = _build_presets()
 
 @dataclass(frozen=True)
 class EpochEstimate:
-    """Expected seconds per training epoch, or None with the reason in ``note``.
+    """Expected seconds per epoch, or None with the reason in ``note``.
 
-    ``images_per_s`` is the measured training throughput behind the estimate; ``note`` names
-    where it comes from (or why there is none).
+    ``seconds`` is ``train_seconds`` plus ``val_seconds`` when the validation speed was
+    measured too, else ``train_seconds`` alone. ``images_per_s`` is the measured training
+    throughput behind it, and ``note`` names where that comes from, or why there is none.
     """
 
     seconds: float | None
+    train_seconds: float | None
+    val_seconds: float | None
     images_per_s: float | None
     note: str
 
@@ -133,58 +136,81 @@ def estimate_epoch_seconds(
     n_train_images: int,
     device: str = "cpu",
     *,
+    n_val_images: int = 0,
     speeds: dict[str, Any] | None = None,
 ) -> EpochEstimate:
-    """Estimate the time of one training epoch of ``arch`` over ``n_train_images`` images.
+    """Estimate the time of one epoch of ``arch`` over ``n_train_images`` training images.
 
-    The estimate divides the image count by the training throughput measured for ``arch`` on
-    ``device`` ("cpu", "cuda", ...). It leaves out the time to evaluate the validation split.
-    Without a measurement the estimate has ``seconds=None`` and says so.
+    The training time divides the image count by the throughput that
+    ``benchmarks/bench_train.py`` measured for ``arch`` on ``device`` ("cpu", "cuda", ...).
+    Validating ``n_val_images`` images adds their count over the measured evaluation
+    throughput, when there is one. Without a training measurement the estimate has
+    ``seconds=None`` and says so. The benchmark ran at one batch size and the default
+    architecture options, which the note names, so other settings make it rougher.
     """
     speeds = load_train_speeds() if speeds is None else speeds
     device_type = device.split(":", 1)[0]
-    images_per_s = _measured_images_per_s(speeds, arch, device_type)
-    if images_per_s is None:
+    measured = _measurement(speeds, arch, device_type)
+    source = _display_path(TRAIN_SPEED_FILE)
+    if measured is None:
         return EpochEstimate(
             seconds=None,
+            train_seconds=None,
+            val_seconds=None,
             images_per_s=None,
-            note=f"no measurement for {arch} on {device_type} in {_display_path(TRAIN_SPEED_FILE)}",
+            note=f"no measurement for {arch} on {device_type} in {source}",
         )
 
-    hardware = speeds.get("hardware") or speeds.get("machine")
+    images_per_s, eval_images_per_s, batch_size = measured
+    train_seconds = n_train_images / images_per_s
+    val_seconds = n_val_images / eval_images_per_s if eval_images_per_s and n_val_images else None
+    hardware = speeds.get("hardware")
     where = f" on {hardware}" if isinstance(hardware, str) and hardware else ""
+    batch = f" at batch size {batch_size}" if batch_size else ""
+    if val_seconds is not None:
+        validation = f", validation at {eval_images_per_s:,.0f} images/s"
+    elif n_val_images:
+        validation = "; validation time not measured, so not included"
+    else:
+        validation = ""
     return EpochEstimate(
-        seconds=n_train_images / images_per_s,
+        seconds=train_seconds + (val_seconds or 0.0),
+        train_seconds=train_seconds,
+        val_seconds=val_seconds,
         images_per_s=images_per_s,
         note=(
-            f"measured training throughput of {images_per_s:,.0f} images/s{where} "
-            f"({_display_path(TRAIN_SPEED_FILE)}); validation time not included"
+            f"estimate from the training speed measured{where}: {images_per_s:,.0f} images/s"
+            f"{batch}{validation} ({source})"
         ),
     )
 
 
-def _measured_images_per_s(speeds: dict[str, Any], arch: str, device_type: str) -> float | None:
-    """Find the throughput of ``arch`` on ``device_type`` in the benchmark file.
+def _measurement(
+    speeds: dict[str, Any], arch: str, device_type: str
+) -> tuple[float, float | None, int | None] | None:
+    """Return (training images/s, evaluation images/s, batch size) of ``arch``, or None.
 
-    The file maps arch to images/s (a number, or a dict with ``images_per_s``), at the top
-    level or under ``archs``. Its ``device`` entry names where it was measured (cpu when
-    absent). A file may instead hold one such map per device type under ``devices``.
+    ``benchmarks/bench_train.py`` writes ``device`` (where it measured) and ``archs``: per
+    arch, a dict with ``images_per_s``, ``eval_images_per_s`` and ``batch_size``. A plain
+    number in place of that dict is read as the training images/s.
     """
-    per_device = speeds.get("devices")
-    if isinstance(per_device, dict):
-        table = per_device.get(device_type)
-        if not isinstance(table, dict):
-            return None
+    if str(speeds.get("device", "cpu")).split(":", 1)[0] != device_type:
+        return None
+    table = speeds.get("archs")
+    entry = table.get(arch) if isinstance(table, dict) else None
+    if isinstance(entry, dict):
+        train = _positive(entry.get("images_per_s"))
+        evaluation = _positive(entry.get("eval_images_per_s"))
+        batch_size = entry.get("batch_size") if isinstance(entry.get("batch_size"), int) else None
     else:
-        measured_on = str(speeds.get("device", "cpu")).split(":", 1)[0]
-        if measured_on != device_type:
-            return None
-        table = speeds.get("archs", speeds)
+        train, evaluation, batch_size = _positive(entry), None, None
+    if train is None:
+        return None
+    return train, evaluation, batch_size
 
-    value = table.get(arch) if isinstance(table, dict) else None
-    if isinstance(value, dict):
-        value = value.get("images_per_s")
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+
+def _positive(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
         return None
     return float(value)
 

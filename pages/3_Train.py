@@ -333,7 +333,9 @@ def draw_estimate(config: TrainConfig) -> None:
     if images is None:
         st.caption("No time estimate: the data set could not be loaded.")
         return
-    estimate = presets.estimate_epoch_seconds(config.arch, images, resolved_device(config.device))
+    estimate = presets.estimate_epoch_seconds(
+        config.arch, images, resolved_device(config.device), n_val_images=config.val_size
+    )
     columns = st.columns([1, 1, 3])
     columns[0].metric("Training images per epoch", f"{images:,}")
     if estimate.seconds is None:

@@ -8,13 +8,14 @@ checkpoints written by cifarlab.checkpoints.
 from __future__ import annotations
 
 import io
+import json
 from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
 from test_runs import fake_config, fake_trainer, kill_and_reap, wait_for, wait_until_final  # noqa: F401
 
-from cifarlab import paths, runs
+from cifarlab import paths, presets, runs
 from cifarlab.checkpoints import save_checkpoint
 from cifarlab.models import build_model
 
@@ -57,6 +58,34 @@ def test_train_page_renders_form(fake_trainer):
     assert app.selectbox(key="train_preset").value == "custom"
     assert app.button(key="train_start").disabled is False
     assert "Expected time per epoch" in [metric.label for metric in app.metric]
+
+
+def test_train_estimate_from_benchmark(fake_trainer, tmp_path, monkeypatch):
+    speed_file = tmp_path / "train_speed.json"
+    speed_file.write_text(json.dumps(
+        {"device": "cpu", "archs": {"mlp": {"images_per_s": 100.0, "eval_images_per_s": 1000.0}}}
+    ))
+    monkeypatch.setattr(presets, "TRAIN_SPEED_FILE", speed_file)
+    app = open_app(TRAIN)
+
+    app.checkbox(key="train_use_subset").check().run()
+    app.number_input(key="train_subset").set_value(3000).run()
+    app.number_input(key="train_val_size").set_value(1000).run()
+
+    metrics = {metric.label: metric.value for metric in app.metric}
+    # 3,000 training images at 100 images/s, then 1,000 validation images at 1,000 images/s.
+    assert metrics["Expected time per epoch"] == "31 s"
+    assert metrics["Training images per epoch"] == "3,000"
+
+
+def test_train_estimate_missing_says_so(fake_trainer, tmp_path, monkeypatch):
+    monkeypatch.setattr(presets, "TRAIN_SPEED_FILE", tmp_path / "missing.json")
+
+    app = open_app(TRAIN)
+
+    metrics = {metric.label: metric.value for metric in app.metric}
+    assert metrics["Expected time per epoch"] == "unknown"
+    assert any("no measurement for mlp on cpu" in caption for caption in texts(app.caption))
 
 
 def test_train_preset_fills_form(fake_trainer):

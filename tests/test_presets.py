@@ -62,19 +62,35 @@ def test_preset_config_applies_changes():
 
 
 def test_estimate_divides_images_by_speed():
-    speeds = {"device": "cpu", "archs": {"mlp": {"images_per_s": 2000.0}, "cnn": 500}}
+    speeds = {
+        "device": "cpu",
+        "hardware": "2-core test CPU",
+        "archs": {"mlp": {"images_per_s": 2000.0, "eval_images_per_s": 10000.0, "batch_size": 128}},
+    }
 
-    mlp = presets.estimate_epoch_seconds("mlp", 45_000, "cpu", speeds=speeds)
-    cnn = presets.estimate_epoch_seconds("cnn", 1_000, "cpu", speeds=speeds)
+    estimate = presets.estimate_epoch_seconds("mlp", 45_000, "cpu", n_val_images=5_000, speeds=speeds)
 
-    assert mlp.seconds == pytest.approx(22.5)
-    assert mlp.images_per_s == 2000.0
-    assert "2,000 images/s" in mlp.note
-    assert cnn.seconds == pytest.approx(2.0)
+    assert estimate.train_seconds == pytest.approx(22.5)
+    assert estimate.val_seconds == pytest.approx(0.5)
+    assert estimate.seconds == pytest.approx(23.0)
+    assert estimate.images_per_s == 2000.0
+    assert "2,000 images/s at batch size 128" in estimate.note
+    assert "2-core test CPU" in estimate.note
+    assert "validation at 10,000 images/s" in estimate.note
+
+
+def test_estimate_without_eval_speed_leaves_validation_out():
+    speeds = {"device": "cpu", "archs": {"cnn": 500}}
+
+    estimate = presets.estimate_epoch_seconds("cnn", 1_000, "cpu", n_val_images=100, speeds=speeds)
+
+    assert estimate.seconds == pytest.approx(2.0)
+    assert estimate.val_seconds is None
+    assert "validation time not measured" in estimate.note
 
 
 def test_estimate_without_measurement_says_so():
-    speeds = {"device": "cpu", "archs": {"mlp": 2000.0}}
+    speeds = {"device": "cpu", "archs": {"mlp": {"images_per_s": 2000.0}}}
 
     estimate = presets.estimate_epoch_seconds("vgg16", 45_000, "cpu", speeds=speeds)
 
@@ -84,7 +100,7 @@ def test_estimate_without_measurement_says_so():
 
 
 def test_estimate_other_device_not_measured():
-    speeds = {"device": "cpu", "archs": {"mlp": 2000.0}}
+    speeds = {"device": "cpu", "archs": {"mlp": {"images_per_s": 2000.0}}}
 
     estimate = presets.estimate_epoch_seconds("mlp", 45_000, "cuda:0", speeds=speeds)
 
@@ -92,9 +108,16 @@ def test_estimate_other_device_not_measured():
     assert "on cuda" in estimate.note
 
 
+@pytest.mark.parametrize("value", [0, -5.0, None, True, "fast"])
+def test_estimate_ignores_invalid_speed(value):
+    speeds = {"device": "cpu", "archs": {"mlp": {"images_per_s": value}}}
+
+    assert presets.estimate_epoch_seconds("mlp", 100, "cpu", speeds=speeds).seconds is None
+
+
 def test_estimate_reads_speed_file(tmp_path, monkeypatch):
     speed_file = tmp_path / "train_speed.json"
-    speed_file.write_text(json.dumps({"device": "cpu", "archs": {"lenet": 4000}}))
+    speed_file.write_text(json.dumps({"device": "cpu", "archs": {"lenet": {"images_per_s": 4000}}}))
     monkeypatch.setattr(presets, "TRAIN_SPEED_FILE", speed_file)
 
     estimate = presets.estimate_epoch_seconds("lenet", 8000, "cpu")
