@@ -29,7 +29,9 @@ st.set_page_config(page_title="Train · cifarlab", page_icon=":material/model_tr
 SHOWN_RUN_KEY = "train_shown_run"
 CUSTOM = "custom"
 FROM_AUGMENTATION_PAGE = "augmentation page"
-REFRESH_SECONDS = 1.0
+# Every open Train page redraws the active run this often; a whole class watching must leave
+# the CPU to the trainer.
+REFRESH_SECONDS = 2.0
 
 # Every widget keeps its value across page switches ("session" scope, Streamlit >= 1.67).
 KEEP = "session"
@@ -441,7 +443,7 @@ def shown_run() -> runs.Run | None:
 
 @st.fragment(run_every=REFRESH_SECONDS)
 def draw_live_run(run_id: str) -> None:
-    """Redraw the active run's progress every second without rerunning the whole page."""
+    """Redraw the active run's progress every few seconds without rerunning the whole page."""
     run = runs.get_run(run_id)
     if not run.is_running:
         # The run ended: redraw the whole page, with its outcome and the form's Start button.

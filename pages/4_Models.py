@@ -248,7 +248,8 @@ def draw_details(info: Any, active: str | None) -> None:
         history = meta.get("history") or []
         st.markdown("**Training curves**")
         if history:
-            draw_curves(history, None)
+            modified_ns = info.path.stat().st_mtime_ns
+            draw_curves(history, None, cache_key=("checkpoint", str(info.path), modified_ns))
             draw_epoch_table(history)
         else:
             st.caption("This checkpoint records no training history.")

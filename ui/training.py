@@ -187,13 +187,52 @@ def curves_chart(
     return alt.layer(*layers).properties(title=title, height=280)
 
 
-def draw_curves(epochs: list[dict[str, Any]], batches: list[dict[str, Any]] | None = None) -> None:
+@st.cache_data(max_entries=64, show_spinner=False)
+def _chart_spec(
+    cache_key: tuple, _epochs: list[dict[str, Any]], _batches: list[dict[str, Any]] | None, metric: str
+) -> dict[str, Any]:
+    """Return the Vega-Lite spec of ``curves_chart``, built once per ``cache_key``.
+
+    Every session watching a run redraws it every few seconds; building and validating the
+    Altair chart costs far more than drawing it, so sessions share one spec per log length.
+    The record lists are left out of the cache key (leading underscore) because hashing
+    thousands of records would cost as much as building the chart.
+    """
+    return curves_chart(_epochs, _batches, metric=metric).to_dict()
+
+
+def draw_curves(
+    epochs: list[dict[str, Any]],
+    batches: list[dict[str, Any]] | None = None,
+    *,
+    cache_key: tuple | None = None,
+) -> None:
+    """Draw the loss and accuracy curves side by side.
+
+    ``cache_key`` must change whenever the records do (for a run: its id and record counts);
+    without one the charts are built afresh.
+    """
     if not epochs and not batches:
         st.caption("The curves appear with the first batches.")
         return
     left, right = st.columns(2)
-    left.altair_chart(curves_chart(epochs, batches, metric="loss"), width="stretch")
-    right.altair_chart(curves_chart(epochs, batches, metric="acc"), width="stretch")
+    for column, metric in ((left, "loss"), (right, "acc")):
+        if cache_key is None:
+            spec = curves_chart(epochs, batches, metric=metric).to_dict()
+        else:
+            spec = _chart_spec(cache_key, epochs, batches, metric)
+        column.vega_lite_chart(spec=spec, width="stretch")
+
+
+def progress_cache_key(run: runs.Run, progress: runs.Progress) -> tuple:
+    """Return a key that changes whenever the run's log gains a record."""
+    return (
+        run.run_id,
+        len(run.attempts),
+        len(progress.batches),
+        len(progress.epochs),
+        progress.end is not None,
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -258,7 +297,7 @@ def _best_epoch(epochs: list[dict[str, Any]]) -> dict[str, Any] | None:
 def draw_run_details(run: runs.Run, progress: runs.Progress) -> None:
     """Draw the progress, the curves and the per-epoch table of a run."""
     draw_progress(run, progress)
-    draw_curves(progress.epochs, progress.batches)
+    draw_curves(progress.epochs, progress.batches, cache_key=progress_cache_key(run, progress))
     st.markdown("**Per epoch**")
     draw_epoch_table(progress.epochs)
 
