@@ -10,9 +10,10 @@ would be slow.
 Here every image draws its own choices (with a seeded generator, like every other operation),
 and `apply` then groups the images whose draws coincide and makes one torchvision call per group.
 The loop runs once per distinct ``(operation, magnitude)`` pair in the batch, not once per
-image: at most 2 x 14 pairs per step for RandAugment and the number of distinct sub-policy steps
-for AutoAugment. TrivialAugmentWide draws one of 31 magnitudes too, so a large batch can reach a
-few hundred groups; it is the slowest of the three.
+image. A step has at most 23 such pairs for RandAugment (9 signed operations at one magnitude,
+5 without a sign) and at most 2 per sub-policy step for AutoAugment. TrivialAugmentWide also
+draws one of 31 magnitudes, so a large batch can reach several hundred groups, which makes it
+the slowest of the three.
 """
 
 from __future__ import annotations
