@@ -14,8 +14,9 @@ Each configuration augments ``--images`` images per repeat, and the best of ``--
 reported in images per second.
 
 ``--part preview`` measures instead the server-side time of one rerun of the Augmentation page
-after a slider change, with Streamlit's AppTest and without a browser: the time the page's
-script runs, and the whole ``AppTest.run`` around it, over ``--reruns`` slider changes per view.
+after a slider change, with Streamlit's AppTest and without a browser. It reports the time the
+page's script runs and the whole ``AppTest.run`` around it, over ``--reruns`` slider changes per
+view.
 
     .venv/bin/python benchmarks/bench_augment.py --images 10000 --workers 0 2
     .venv/bin/python benchmarks/bench_augment.py --part preview --reruns 15

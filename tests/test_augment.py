@@ -318,7 +318,7 @@ def test_mixup_small_alpha_mass_near_ends(alpha):
 def test_mixup_alpha_one_is_uniform():
     lam = Mixup(alpha=1.0).sample_params(20000, seeded())["lam"]
     counts = torch.histc(lam, bins=10, min=0.0, max=1.0) / lam.numel()
-    # Each tenth holds 0.1 of the mass; with 20,000 draws the standard error is 0.002.
+    # Each tenth has 0.1 of the mass. With 20,000 draws the standard error is 0.002.
     assert torch.all((counts - 0.1).abs() < 0.01)
 
 

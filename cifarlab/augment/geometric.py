@@ -240,7 +240,7 @@ class Rotation(Operation):
         grid = F.affine_grid(theta, [n, 4, height, width], align_corners=False)
 
         # A channel of ones, sampled with the image, measures how much of each output pixel
-        # came from inside the image; the rest of it is fill.
+        # came from inside the image. The rest of the pixel is fill.
         coverage = torch.ones_like(pixels[:, :1])
         sampled = F.grid_sample(
             torch.cat([pixels, coverage], 1),

@@ -5,7 +5,7 @@ permutation (an image may draw itself and then stays as it is). Each image has i
 weight ``lam[i]``, the share of the image that is its own, so the soft target is
 ``lam * onehot(y_i) + (1 - lam) * onehot(y_partner)`` and sums to 1. Drawing ``lam`` per image
 rather than once per batch (as the mixup paper's code does) gives more varied pairs at the same
-cost, as timm's "elem" mode does; ``per_batch=True`` draws a single value instead.
+cost, as timm's "elem" mode does. ``per_batch=True`` draws a single value instead.
 """
 
 from __future__ import annotations
@@ -138,7 +138,7 @@ class Blend(MixingOperation):
     """A fixed-weight blend ``weight * x_i + (1 - weight) * x_partner`` with the soft label it implies.
 
     Some course reports enlarge the training set with such blends (for example ``weight=0.75``)
-    and keep the label of the first image; the soft target ``0.75 / 0.25`` states what the
+    and keep the label of the first image. The soft target ``0.75 / 0.25`` states what the
     picture actually contains.
     """
 
@@ -163,9 +163,9 @@ class CutMix(MixingOperation):
     """CutMix (Yun et al. 2019, arXiv:1905.04899): paste a box of the partner into each image.
 
     A weight ``lam ~ Beta(alpha, alpha)`` sets the box to ``sqrt(1 - lam)`` of the height and
-    width around a centre drawn uniformly over the image; the box is clipped at the border (same
-    convention as `Cutout`), and ``lam`` is then set to the share of pixels that stayed the
-    image's own, so the soft target matches the picture exactly.
+    width around a centre drawn uniformly over the image. The box is clipped at the border (same
+    convention as `Cutout`). ``lam`` is then set to the share of pixels that stayed the image's
+    own, so the soft target matches the picture exactly.
     """
 
     name = "cutmix"
@@ -203,8 +203,8 @@ class CutMix(MixingOperation):
         batch, form = as_batch(images, self.title, batch_only=True)
         self._check_params(params, ["partner", "top", "left", "bottom", "right"], batch.shape[0])
         height, width = batch.shape[2], batch.shape[3]
-        # NOTE: params["lam"] must stay 1 - box area / image area for mix_targets to match;
-        # checking it here would cost a device sync in every training step.
+        # NOTE: params["lam"] must stay 1 - box area / image area for mix_targets to match. It is
+        # not checked here because the check would cost a device sync in every training step.
         inside = box_mask(params["top"], params["left"], params["bottom"], params["right"], height, width)
         mixed = select(inside[:, None], batch[params["partner"]], batch)
         return restore_form(mixed, form)

@@ -7,9 +7,9 @@ Convention, the same as the paper's reference code except for odd sides:
 - the square covers rows ``[cy - size // 2, cy - size // 2 + size)`` and the same columns, so it
   has exactly ``size`` x ``size`` pixels when it lies inside the image. The reference code uses
   ``[cy - size // 2, cy + size // 2)``, which is one pixel short for odd sides;
-- the paper zeroes the square after normalization, which is the data set's mean colour; here the
-  images are not normalized yet, so the colour is the ``fill`` parameter (black by default, the
-  presets use the CIFAR-10 mean).
+- the paper zeroes the square after normalization, which is the data set's mean colour. Here the
+  images are not normalized yet, so the colour is the ``fill`` parameter: black by default, the
+  CIFAR-10 mean in the presets.
 
 The paper uses a 16 px square for CIFAR-10 and 8 px for CIFAR-100.
 """

@@ -53,8 +53,8 @@ def enlarge_training_set(
 
     Pass ONLY the training split, after the validation images were split off (the training ids
     of `cifarlab.data.split_train_val`). Validation and test images must never go through this
-    function: a validation image whose augmented copy is in the training set is no longer unseen,
-    so validation accuracy, and every choice made with it (the best epoch, early stopping), would
+    function. A validation image whose augmented copy is in the training set is no longer unseen.
+    Validation accuracy, and every choice made with it (the best epoch, early stopping), would then
     be optimistic, and test accuracy would stop estimating accuracy on new images. Splitting
     after enlarging leaks the same way, because copies of one image would land on both sides.
 

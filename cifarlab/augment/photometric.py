@@ -1,7 +1,7 @@
 """Photometric augmentations: Gaussian pixel noise and colour jitter, with per-image parameters.
 
 torchvision's ``ColorJitter`` draws one set of factors per call and so gives a whole batch the
-same brightness, contrast, saturation and hue change; the version here draws them per image
+same brightness, contrast, saturation and hue change. The version here draws them per image
 and applies them with broadcasting.
 """
 
@@ -105,7 +105,7 @@ class ColorJitter(Operation):
 
     Each factor is drawn uniformly from ``[max(0, 1 - x), 1 + x]`` for brightness, contrast and
     saturation and the hue shift from ``[-hue, hue]`` (in turns of the colour wheel). The four
-    changes run in this fixed order; torchvision's ``ColorJitter`` shuffles the order on every
+    changes run in this fixed order. torchvision's ``ColorJitter`` shuffles the order on every
     call, which a per-image batch version cannot do without a loop. The formulas follow
     ``torchvision.transforms.v2.functional.adjust_*``.
     """

@@ -114,8 +114,8 @@ class _PolicyOperation(Operation):
                     continue
                 members = (group_of_image == group).nonzero().view(-1).to(batch.device)
                 # NOTE: _apply_image_or_video_transform is torchvision's private per-operation
-                # dispatch (0.29, pinned in requirements.txt); it holds the exact formulas the
-                # public AutoAugment, RandAugment and TrivialAugmentWide use.
+                # dispatch (0.29, pinned in requirements.txt). It contains the exact formulas
+                # that the public AutoAugment, RandAugment and TrivialAugmentWide use.
                 result[members] = transform._apply_image_or_video_transform(
                     result[members],
                     names[int(op_value)],
@@ -161,7 +161,7 @@ def _autoaugment_tables(policy: str, height: int, width: int) -> tuple[torch.Ten
 class AutoAugment(_PolicyOperation):
     """AutoAugment (Cubuk et al. 2019, arXiv:1805.09501) with its learned CIFAR-10 policy.
 
-    Each image draws one of the 25 sub-policies; each of its two steps runs with the step's
+    Each image draws one of the 25 sub-policies. Each of its two steps runs with the step's
     probability, at the step's fixed magnitude, with a random sign where the operation has one.
     """
 

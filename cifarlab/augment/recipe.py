@@ -187,7 +187,7 @@ def resolve_recipe(recipe: Recipe | Mapping[str, Any] | str) -> Recipe:
 
 @dataclass
 class AugmentResult:
-    """What one call of `BatchAugmenter.run` produced."""
+    """The augmented batch, soft targets and drawn parameters of one `BatchAugmenter.run` call."""
 
     images: torch.Tensor  # float32 (N, 3, 32, 32) in [0, 1]
     targets: torch.Tensor  # float32 (N, num_classes), rows sum to 1
@@ -205,9 +205,9 @@ class BatchAugmenter:
     generator's device and moved to the images. A generator on the images' device avoids those
     copies, which matters only for Gaussian noise (one number per pixel).
 
-    Operations that are exact on ``uint8`` (flip, crop, translation, cutout, the policies) run
-    before the batch is converted to float while they come first, which moves a quarter of the
-    bytes; the conversion happens before the first operation that would round.
+    Leading operations that are exact on ``uint8`` (flip, crop, translation, cutout, the
+    policies) run before the batch is converted to float, so they move a quarter of the bytes.
+    The conversion happens before the first operation that would round.
     """
 
     def __init__(self, recipe: Recipe | Mapping[str, Any] | str, num_classes: int = NUM_CLASSES):
