@@ -306,3 +306,15 @@ def test_import_invalid_recipe_shows_error():
     assert not app.exception
     assert "unknown operation 'shear'" in app.error[0].value
     assert "recipe" not in app.session_state
+
+
+def test_train_page_offers_the_recipe():
+    app = run_page({"aug_op": "cutout"})
+    app.button(key="aug_add_step").click().run()
+    train = AppTest.from_file(str(REPO_ROOT / "pages" / "3_Train.py"), default_timeout=TIMEOUT_S)
+    train.session_state["recipe"] = app.session_state["recipe"]
+    train.run()
+    assert not train.exception, texts(train.exception)
+    choice = train.selectbox(key="train_recipe_choice")
+    assert choice.value == "augmentation page"
+    assert "the recipe built on the Augmentation page" in choice.options
