@@ -114,6 +114,7 @@ def compare_checkpoints(
     *,
     evaluate_missing: bool = False,
     data: Any = None,
+    data_source: str | None = None,
     device: str = "cpu",
     progress: CheckpointProgress | None = None,
 ) -> list[ComparisonRow]:
@@ -121,17 +122,20 @@ def compare_checkpoints(
 
     ``infos`` defaults to `cifarlab.checkpoints.list_checkpoints`. A checkpoint without a cached
     report keeps empty metric cells, unless ``evaluate_missing`` is true: then it is evaluated
-    (10,000 test images plus the generalization subset) and its report cached.
+    (10,000 test images plus the generalization subset) and its report cached. Only reports
+    made on ``data_source`` count when it is given (``data.source`` when ``data`` is given).
     """
     from cifarlab.checkpoints import list_checkpoints
 
     infos = list(list_checkpoints() if infos is None else infos)
+    if data_source is None and data is not None:
+        data_source = data.source
     rows = []
     for index, info in enumerate(infos):
         report = None
         if info.error is None:
             try:
-                report = load_cached_report(info.path, "test")
+                report = load_cached_report(info.path, "test", data_source=data_source)
                 if report is None and evaluate_missing:
                     if progress is not None:
                         progress(index, len(infos), info.name)

@@ -140,8 +140,7 @@ def predict_logits(
     """
     if batch_size < 1:
         raise EvaluationError(f"invalid batch size {batch_size}; give a positive number of images")
-    images = torch.as_tensor(images)
-    if images.dtype != torch.uint8 or images.ndim != 4 or tuple(images.shape[1:]) != (3, 32, 32):
+    if images.dtype not in (np.uint8, torch.uint8) or images.ndim != 4 or tuple(images.shape[1:]) != (3, 32, 32):
         raise EvaluationError(
             f"images must be uint8 of shape (N, 3, 32, 32), got {images.dtype} {tuple(images.shape)}"
         )
@@ -153,7 +152,7 @@ def predict_logits(
     try:
         with torch.inference_mode():
             for start in range(0, total, batch_size):
-                batch = images[start : start + batch_size].to(device, non_blocking=True)
+                batch = _as_tensor(images[start : start + batch_size]).to(device, non_blocking=True)
                 logits = model(batch.float().div_(255.0))
                 outputs.append(logits.float().cpu())
                 if progress is not None:
@@ -163,6 +162,16 @@ def predict_logits(
     if not outputs:
         return np.zeros((0, getattr(model, "num_classes", 10)), dtype=np.float32)
     return torch.cat(outputs).numpy()
+
+
+def _as_tensor(images: np.ndarray | torch.Tensor) -> torch.Tensor:
+    if isinstance(images, torch.Tensor):
+        return images
+    # Shared data arrays are read-only, and torch warns about wrapping a read-only array, so a
+    # read-only batch is copied.
+    if not images.flags.writeable:
+        images = images.copy()
+    return torch.from_numpy(np.ascontiguousarray(images))
 
 
 def evaluate_predictions(
