@@ -176,3 +176,32 @@ def wait_for_app(browser_page, timeout_ms: int = 120_000) -> None:
         "() => !document.querySelector(\"[data-testid='stStatusWidget']\")",
         timeout=timeout_ms,
     )
+
+
+@pytest.fixture(scope="session")
+def trained_checkpoint_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Train two tiny LeNets for page tests and return their folder.
+
+    ``lenet-raw.pt`` trains without augmentation and ``lenet-standard.pt`` with the standard
+    recipe, each for 2 epochs on 500 training images of the bundled data (seconds on a CPU), so
+    they are real checkpoints with a history but barely better than chance. Copy them before
+    writing anything beside them.
+    """
+    from cifarlab.data import load_cifar10
+    from cifarlab.train import TrainConfig, train
+
+    folder = tmp_path_factory.mktemp("trained-checkpoints")
+    data = load_cifar10()
+    for name, recipe in (("lenet-raw", "none"), ("lenet-standard", "standard")):
+        config = TrainConfig(
+            arch="lenet",
+            epochs=2,
+            batch_size=100,
+            train_subset=500,
+            val_size=500,
+            recipe=recipe,
+            evaluate_test=False,
+            device="cpu",
+        )
+        train(config, data, checkpoint_path=folder / f"{name}.pt")
+    return folder
