@@ -179,18 +179,15 @@ def draw_card(info: Any, meta: dict[str, Any]) -> None:
         if card.reference_accuracy is not None
         else card.reference_source
     )
+    options = ", ".join(f"{name}={value}" for name, value in card.options.items()) or "none"
     st.markdown(
-        f"""
-| | |
-|---|---|
-| Architecture | `{card.arch}`: {card.summary} |
-| Options | {", ".join(f"{name}={value}" for name, value in card.options.items()) or "none"} |
-| Parameters | {card.params:,} ({card.trainable_params:,} trainable) |
-| Multiply-accumulates per image | {card.macs:,} |
-| Input | {card.input_size}x{card.input_size} pixels |
-| Published reference accuracy | {reference} |
-| Stored weights | {meta.get("precision", "?")}, {info.size_bytes / 1e6:.1f} MB |
-"""
+        f"- **Architecture**: `{card.arch}`, {card.summary}\n"
+        f"- **Options**: {options}\n"
+        f"- **Parameters**: {card.params:,} ({card.trainable_params:,} trainable)\n"
+        f"- **Multiply-accumulates per image**: {card.macs:,}\n"
+        f"- **Input**: {card.input_size}x{card.input_size} pixels\n"
+        f"- **Published reference accuracy**: {reference}\n"
+        f"- **Stored weights**: {meta.get('precision', '?')}, {info.size_bytes / 1e6:.1f} MB"
     )
 
 

@@ -99,8 +99,17 @@ def configure_tiny_run(page, *, arch: str, subset: int, batch_size: int, epochs:
 
 def choose_option(page, label: str, option: str) -> None:
     box = page.get_by_role("combobox", name=label, exact=True)
-    box.click(timeout=STEP_TIMEOUT_MS)
-    page.get_by_role("option", name=option, exact=True).click(timeout=STEP_TIMEOUT_MS)
+    choice = page.get_by_role("option", name=option, exact=True)
+    # A rerun that redraws the select box closes its open list, so open it again if needed.
+    for _ in range(3):
+        box.click(timeout=STEP_TIMEOUT_MS)
+        box.fill(option)
+        try:
+            choice.click(timeout=15_000)
+            break
+        except PlaywrightTimeoutError:
+            page.keyboard.press("Escape")
+            wait_for_page(page)
     wait_for_page(page)
     expect(box).to_have_value(option, timeout=STEP_TIMEOUT_MS)
 
@@ -152,6 +161,11 @@ def test_stop_midway_keeps_checkpoint(streamlit_server, page, artifact_dir, no_r
     configure_tiny_run(page, arch="vgg16", subset=1000, batch_size=50, epochs=3)
 
     page.get_by_role("button", name="Start training").click()
+    expect(page.get_by_text(re.compile(r"Epoch 1/3, batch \d+/20"))).to_be_visible(
+        timeout=RUN_TIMEOUT_MS
+    )
+    # A browser refresh starts a new session, which finds the run and reattaches to it.
+    page.reload()
     expect(page.get_by_text(re.compile(r"Epoch 1/3, batch [3-9]/20"))).to_be_visible(
         timeout=RUN_TIMEOUT_MS
     )

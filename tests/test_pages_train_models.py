@@ -17,7 +17,7 @@ from test_runs import fake_config, fake_trainer, kill_and_reap, wait_for, wait_u
 
 from cifarlab import paths, presets, runs
 from cifarlab.checkpoints import save_checkpoint
-from cifarlab.models import build_model
+from cifarlab.models import build_model, model_card
 
 APP = str(Path(__file__).resolve().parent.parent / "streamlit_app.py")
 TRAIN = "pages/3_Train.py"
@@ -268,7 +268,8 @@ def test_models_details_show_card_and_curves(checkpoint_folders):
     app = open_app(MODELS)
 
     assert "Model card" in joined(app)
-    assert "| Parameters |" in joined(app)
+    params = model_card("mlp", widths=[8, 8, 8, 8]).params
+    assert f"**Parameters**: {params:,} ({params:,} trainable)" in joined(app)
     assert len(app.get("vega_lite_chart")) == 2
     assert [metric.value for metric in app.metric][:2] == ["50.0%", "49.0%"]
 
