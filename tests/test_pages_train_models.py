@@ -16,6 +16,7 @@ from streamlit.testing.v1 import AppTest
 from test_runs import fake_config, fake_trainer, kill_and_reap, wait_for, wait_until_final  # noqa: F401
 
 from cifarlab import paths, presets, runs
+from cifarlab.augment import PRESETS as RECIPES
 from cifarlab.checkpoints import save_checkpoint
 from cifarlab.models import build_model, model_card
 
@@ -118,6 +119,25 @@ def test_train_widgets_survive_page_switch(fake_trainer):
     assert app.number_input(key="train_epochs").value == 3
     assert app.checkbox(key="train_use_subset").value is True
     assert app.number_input(key="train_subset").value == 700
+
+
+def test_train_uses_augmentation_page_recipe(fake_trainer):
+    recipe = RECIPES["cutout"].to_dict()
+    recipe["name"] = "my recipe"
+    app = AppTest.from_file(APP, default_timeout=TIMEOUT_S)
+    app.session_state["recipe"] = recipe
+    app.run()
+    app.switch_page(TRAIN).run()
+
+    assert app.selectbox(key="train_recipe_choice").value == "augmentation page"
+    assert "Operations: random crop, horizontal flip, cutout" in texts(app.caption)
+
+    app.button(key="train_start").click().run()
+
+    run = runs.list_runs()[0]
+    assert run.config["recipe"] == recipe
+    # The fake trainer reads fields a real config lacks, so this run fails at once.
+    wait_until_final(run)
 
 
 def test_train_invalid_option_shows_error(fake_trainer):
