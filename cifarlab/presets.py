@@ -145,7 +145,7 @@ def estimate_epoch_seconds(
     ``benchmarks/bench_train.py`` measured for ``arch`` on ``device`` ("cpu", "cuda", ...).
     Validating ``n_val_images`` images adds their count over the measured evaluation
     throughput, when there is one. Without a training measurement the estimate has
-    ``seconds=None`` and says so. The benchmark ran at one batch size and the default
+    ``seconds=None`` and its note gives the reason. The benchmark ran at one batch size and the default
     architecture options, which the note names, so other settings make it rougher.
     """
     speeds = load_train_speeds() if speeds is None else speeds

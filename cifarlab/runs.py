@@ -617,7 +617,7 @@ def _read_proc_stat(pid: int) -> tuple[str, int] | None:
 class Progress:
     """The progress of a run so far, from the trainer's log (record fields: ``cifarlab.train``).
 
-    ``epochs`` holds one ``epoch`` record per finished epoch and ``batches`` the ``batch``
+    ``epochs`` contains one ``epoch`` record per finished epoch and ``batches`` the ``batch``
     records, which the live loss curve draws. After a resume, the resumed trainer's records
     replace those the earlier process wrote after the step it resumed from. ``start`` and
     ``end`` are the latest such records, or None.

@@ -193,7 +193,7 @@ def _chart_spec(
 ) -> dict[str, Any]:
     """Return the Vega-Lite spec of ``curves_chart``, built once per ``cache_key``.
 
-    Every session watching a run redraws it every few seconds; building and validating the
+    Every session watching a run redraws it every few seconds. Building and validating the
     Altair chart costs far more than drawing it, so sessions share one spec per log length.
     The record lists are left out of the cache key (leading underscore) because hashing
     thousands of records would cost as much as building the chart.
