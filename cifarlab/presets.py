@@ -145,8 +145,8 @@ def estimate_epoch_seconds(
     ``benchmarks/bench_train.py`` measured for ``arch`` on ``device`` ("cpu", "cuda", ...).
     Validating ``n_val_images`` images adds their count over the measured evaluation
     throughput, when there is one. Without a training measurement the estimate has
-    ``seconds=None`` and its note gives the reason. The benchmark ran at one batch size and the default
-    architecture options, which the note names, so other settings make it rougher.
+    ``seconds=None`` and its note gives the reason. The benchmark ran at one batch size (the
+    note names it) and the default architecture options, so other settings make it rougher.
     """
     speeds = load_train_speeds() if speeds is None else speeds
     device_type = device.split(":", 1)[0]
