@@ -280,6 +280,11 @@ def _atomic_save(payload: dict[str, Any], path: Path) -> None:
             torch.save(payload, file)
             file.flush()
             os.fsync(file.fileno())
+        # mkstemp creates the file as 0600; give it the mode a plain open() would, so other
+        # users of a shared classroom server can read the checkpoint.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(temporary, 0o666 & ~umask)
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
