@@ -10,8 +10,9 @@ Sections (all by default, or pick with the flags):
 - ``--compare-torchattacks``: ``torchattacks.OnePixel`` at the same budget (total population,
   generations, pixels) on the same model and images, interleaved per image. torchattacks is a
   benchmark-only dependency (``benchmarks/requirements.txt``).
-- ``--live``: wall time of `cifarlab.attack.attack_image` with the paper's budget (400
-  candidates, up to 100 generations, 1 pixel), one image at a time: the time a student waits.
+- ``--live``: wall and CPU time of `cifarlab.attack.attack_image` with Su, Vargas and
+  Sakurai's budget (400 candidates, up to 100 generations, 1 pixel), one image at a time: the
+  time a student waits.
 - ``--rates``: `attack_many` success rates for 1, 3 and 5 pixels on each model, with the
   random-pixel baseline beside them.
 
@@ -20,7 +21,7 @@ seeded permutation of the test set (`cifarlab.attack.sample_indices`). Models co
 ``--checkpoint`` (repeatable); without it, every shipped checkpoint, and if there is none, a
 small CNN that ``--prepare-model`` trains once (its configuration is printed).
 
-    .venv/bin/python benchmarks/bench_attack.py --checkpoint checkpoints/cnn.pt --images 20
+    .venv/bin/python benchmarks/bench_attack.py --checkpoint checkpoints/lenet.pt --images 20
     .venv/bin/python benchmarks/bench_attack.py --compare-torchattacks --images 10
 """
 
