@@ -584,12 +584,17 @@ def test_cli_prints_table_and_writes_json(tiny_checkpoint, tmp_path, capsys):
     from cifarlab.cli import main
 
     out = tmp_path / "attack.json"
-    code = main(
-        [
-            "attack", "--checkpoint", tiny_checkpoint, "--n", "4", "--popsize", "8",
-            "--generations", "1", "--seed", "2", "--verbose", "--json", str(out),
-        ]
-    )
+    threads = torch.get_num_threads()
+    try:
+        code = main(
+            [
+                "attack", "--checkpoint", tiny_checkpoint, "--n", "4", "--popsize", "8",
+                "--generations", "1", "--seed", "2", "--threads", "1", "--verbose", "--json", str(out),
+            ]
+        )
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(threads)
     printed = capsys.readouterr().out
     assert code == 0
     assert "success rate" in printed

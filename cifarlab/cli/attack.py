@@ -95,6 +95,13 @@ def add_parser(subparsers) -> None:
     )
     parser.add_argument("--device", default="cpu", help="torch device to run the model on (default: cpu)")
     parser.add_argument(
+        "--threads",
+        type=int,
+        metavar="N",
+        help="torch CPU threads (default: torch's choice); on a busy machine 1 is often faster "
+        "for small models, see docs/BENCHMARKS.md",
+    )
+    parser.add_argument(
         "--baseline-trials",
         type=int,
         default=0,
@@ -124,6 +131,10 @@ def run_attack(args: argparse.Namespace) -> int:
         raise CliError(f"invalid --images-per-batch {args.images_per_batch}; give 1 or more")
     if args.baseline_trials < 0:
         raise CliError(f"invalid --baseline-trials {args.baseline_trials}; give 0 or more")
+    if args.threads is not None:
+        if args.threads < 1:
+            raise CliError(f"invalid --threads {args.threads}; give 1 or more")
+        torch.set_num_threads(args.threads)
     try:
         config = AttackConfig(
             pixels=args.pixels,
