@@ -25,9 +25,9 @@ Why torch and not ``scipy.optimize.differential_evolution``: ``benchmarks/bench_
 --compare-scipy`` ran both on the shipped LeNet-5 with the same budget (1 pixel, 400 candidates,
 up to 100 generations), the same first population, decoding and fitness, and scipy's
 ``vectorized=True``, ``polish=False``, ``rand1bin`` with recombination 1.0. On 8 correctly
-classified test images, with one torch thread on a shared 2-core AMD EPYC, this search used 43.8
-CPU seconds and scipy's 46.3, with the same 3 successes and queries within 1%; attacking the 8
-images in one batch took 40.8. Both spend most of their time in the model's forward pass, so
+classified test images, with one torch thread on a shared 2-core AMD EPYC, this search used 53.0
+CPU seconds and scipy's 58.5, with the same 3 successes and queries within 1%; attacking the 8
+images in one batch took 47.2 (docs/BENCHMARKS.md, "Attack"). Both spend most of their time in the model's forward pass, so
 the margin is small. The torch version is kept because it is a little faster, batches several
 images into one forward pass, keeps a separate random stream per image (an image's result does
 not depend on the others in its batch), and runs on the model's device.
