@@ -13,7 +13,7 @@ from cifarlab.augment import Recipe
 from cifarlab.models import ARCHS, ModelError, list_archs, model_card
 from cifarlab.models.transfer import TORCHVISION_MODELS, weights_path
 from cifarlab.train import MONITORS, OPTIMIZERS, SCHEDULES, TrainConfig
-from ui.common import DataError, current_data_source, load_data, page_header, show_error
+from ui.common import DataError, current_data_source, load_data, page_header, page_link, show_error
 from ui.training import (
     ACTIVE_CHECKPOINT_KEY,
     describe_config,
@@ -491,7 +491,7 @@ def draw_run(run: runs.Run) -> None:
         if actions.button("Use as active model", key="train_use_model", icon=":material/check:"):
             st.session_state[ACTIVE_CHECKPOINT_KEY] = str(run.checkpoint_path)
             st.toast(f"{run.checkpoint_path.name} is now the active model")
-        actions.page_link("pages/4_Models.py", label="Open the Models page", icon=":material/account_tree:")
+        page_link("pages/4_Models.py", "Open the Models page", ":material/account_tree:", container=actions)
     draw_run_details(run, progress)
     if run.state != runs.FAILED:
         draw_log(run)

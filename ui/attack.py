@@ -25,11 +25,10 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 from PIL import Image, ImageDraw
-from streamlit.errors import StreamlitPageNotFoundError
 
 from cifarlab.attack import AttackResult, PixelChange
 from cifarlab.checkpoints import CheckpointInfo, LoadedCheckpoint, list_checkpoints, load_checkpoint
-from ui.common import enlarge
+from ui.common import enlarge, page_link
 
 logger = logging.getLogger(__name__)
 
@@ -81,21 +80,9 @@ def no_checkpoint_stop() -> None:
         "checkpoint on the Models page.",
         icon=":material/model_training:",
     )
-    page_link_or_text("pages/3_Train.py", "Go to the Train page", ":material/model_training:")
-    page_link_or_text("pages/4_Models.py", "Go to the Models page", ":material/account_tree:")
+    page_link("pages/3_Train.py", "Go to the Train page", ":material/model_training:")
+    page_link("pages/4_Models.py", "Go to the Models page", ":material/account_tree:")
     st.stop()
-
-
-def page_link_or_text(page: str, label: str, icon: str) -> None:
-    """Link to another page, or name it in text where navigation does not know it.
-
-    ``st.page_link`` raises for a page that is not part of the app's navigation, as when the
-    page runs on its own (``streamlit run pages/7_Attack.py`` or a test).
-    """
-    try:
-        st.page_link(page, label=label, icon=icon)
-    except StreamlitPageNotFoundError:
-        st.markdown(f"{icon} {label} in the sidebar.")
 
 
 @st.cache_resource(max_entries=4, show_spinner="Loading the model...")

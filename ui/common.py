@@ -11,6 +11,7 @@ import logging
 
 import numpy as np
 import streamlit as st
+from streamlit.errors import StreamlitPageNotFoundError
 
 from cifarlab import paths
 from cifarlab.data import CLASSES, Cifar10, DataError, load_cifar10
@@ -109,3 +110,15 @@ __all__ = [
     "set_data_source",
     "show_error",
 ]
+
+
+def page_link(page: str, label: str, icon: str, container=st) -> None:
+    """Link to another page, or name it in text where the navigation does not know it.
+
+    ``st.page_link`` raises for a page outside the app's navigation, as when a page runs on its
+    own (``streamlit run pages/7_Attack.py``, or a test). The full app's sidebar still lists it.
+    """
+    try:
+        container.page_link(page, label=label, icon=icon)
+    except StreamlitPageNotFoundError:
+        container.markdown(f"{icon} {label} in the sidebar.")

@@ -13,10 +13,10 @@ import altair as alt
 import numpy as np
 import pandas as pd
 import streamlit as st
-from streamlit.errors import StreamlitAPIException
 
 from cifarlab.checkpoints import CheckpointInfo, LoadedCheckpoint, list_checkpoints, load_checkpoint
 from cifarlab.evaluate import EvaluationReport, evaluate_checkpoint, load_cached_report
+from ui.common import page_link
 
 ACTIVE_CHECKPOINT_KEY = "active_checkpoint"
 
@@ -67,12 +67,7 @@ def no_checkpoint_stop() -> None:
         "minute on a laptop), or import a checkpoint on the Models page.",
         icon=":material/model_training:",
     )
-    try:
-        st.page_link("pages/3_Train.py", label="Go to the Train page", icon=":material/model_training:")
-    except StreamlitAPIException:
-        # A page run on its own (streamlit run pages/5_Reports.py, or AppTest) has no navigation
-        # to link into. The sidebar of the full app still lists the Train page.
-        pass
+    page_link("pages/3_Train.py", "Go to the Train page", ":material/model_training:")
     st.stop()
 
 
