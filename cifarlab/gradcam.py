@@ -182,7 +182,8 @@ def overlay(
 
 
 def _as_float_batch(image: torch.Tensor | np.ndarray, device: torch.device) -> torch.Tensor:
-    tensor = torch.as_tensor(np.asarray(image) if isinstance(image, np.ndarray) else image)
+    # np.array copies, so a read-only array (a cached data set) reaches torch as a writable one.
+    tensor = torch.as_tensor(np.array(image) if isinstance(image, np.ndarray) else image)
     if tensor.shape != (3, INPUT_SIZE, INPUT_SIZE):
         raise GradCamError(f"expected one image of shape (3, 32, 32), got {tuple(tensor.shape)}")
     if tensor.dtype == torch.uint8:
