@@ -418,6 +418,8 @@ if report is None:
     except ValueError as error:
         show_error(error)
         st.stop()
+    # The comparison table is cached too, and now has one more report to show.
+    comparison_frame.clear()
     st.rerun()
 
 draw_model_summary(meta, report)

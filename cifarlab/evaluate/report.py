@@ -482,6 +482,8 @@ def report_paths(path: str | os.PathLike, split: str, limit: int | None, sha256:
     report may live in ``cache_dir()/reports/``, named after the checkpoint and its SHA-256.
     """
     path = Path(path)
+    # NOTE: the place does not depend on the data source, so evaluating the same checkpoint on
+    # another source replaces its report (the source is checked when a report is read).
     qualifier = "" if split == "test" and limit is None else f".{split}"
     if limit is not None:
         qualifier += f".first{limit}"
