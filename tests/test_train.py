@@ -32,7 +32,7 @@ from cifarlab.train import (
     resume_path_for,
     train,
 )
-from cifarlab.train.dataset import stratified_subset
+from cifarlab.train.dataset import prepare_data, stratified_subset
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -151,6 +151,12 @@ def test_config_copies_caller_dicts():
         ("data_source", "kaggle", r"invalid data_source='kaggle': expected one of bundled"),
         ("val_size", -1, r"invalid val_size=-1: expected an integer >= 0"),
         ("train_subset", 0, r"invalid train_subset=0: expected an integer >= 1 or None"),
+        ("offline_copies", -1, r"invalid offline_copies=-1: expected an integer from 0 to 10"),
+        ("offline_copies", 11, r"invalid offline_copies=11: expected an integer from 0 to 10"),
+        ("offline_copies", 1.5, r"invalid offline_copies=1\.5: expected an integer from 0 to 10"),
+        ("offline_copies", True, r"invalid offline_copies=True"),
+        ("offline_copies", 2, r"invalid offline_copies=2: expected 0 when offline_recipe is None"),
+        ("offline_recipe", "standard", r"invalid offline_recipe='standard': expected None when offline_copies=0"),
         ("monitor", "train_acc", r"invalid monitor='train_acc': expected one of val_acc, val_loss"),
         ("patience", -2, r"invalid patience=-2: expected an integer >= 0 or None"),
         ("device", "tpu", r"invalid device='tpu': expected auto, cpu, mps, cuda or cuda:N"),
@@ -172,6 +178,41 @@ def test_config_rejects_nesterov_without_momentum():
 def test_config_rejects_patience_without_validation():
     with pytest.raises(ValueError, match=r"invalid patience=2: expected 0 or None when val_size=0"):
         TrainConfig(patience=2, val_size=0)
+
+
+@pytest.mark.parametrize(
+    ("recipe", "match"),
+    [
+        ("fancy", r"invalid offline_recipe='fancy': expected a recipe dict or a preset name: none, standard"),
+        ("none", r"invalid offline_recipe='none': expected a recipe with at least one operation"),
+        ({"version": 1, "operations": [{"op": "warp"}]}, r"invalid offline_recipe: .*warp"),
+        (["blend"], r"invalid offline_recipe=\['blend'\]: expected a recipe dict"),
+    ],
+)
+def test_config_rejects_invalid_offline_recipe(recipe, match):
+    with pytest.raises(ValueError, match=match):
+        TrainConfig(offline_copies=1, offline_recipe=recipe)
+
+
+def test_config_offline_fields_round_trip():
+    config = TrainConfig(offline_copies=2, offline_recipe="cutout")
+
+    restored = TrainConfig.from_dict(json.loads(json.dumps(config.to_dict())))
+
+    assert config.offline_recipe == PRESETS["cutout"].to_dict()
+    assert restored == config
+    assert restored.offline_copies == 2
+
+
+def test_config_without_offline_keys_loads():
+    # A config saved before offline augmentation existed has neither key.
+    stored = TrainConfig(arch="lenet").to_dict()
+    del stored["offline_copies"], stored["offline_recipe"]
+
+    config = TrainConfig.from_dict(stored)
+
+    assert config.offline_copies == 0
+    assert config.offline_recipe is None
 
 
 def test_config_from_dict_rejects_unknown_field():
@@ -217,6 +258,91 @@ def test_stratified_subset_balances_classes():
     assert len(picked) == 95
     assert len(np.unique(picked)) == 95
     assert counts.tolist() == [10] * 9 + [5]
+
+
+FLIP_AND_BLEND = {
+    "version": 1,
+    "name": "flip and blend",
+    "operations": [{"op": "horizontal_flip"}, {"op": "blend", "weight": 0.75}],
+}
+
+
+def _image_keys(images: torch.Tensor) -> set[bytes]:
+    return {image.numpy().tobytes() for image in images}
+
+
+def test_offline_copies_enlarge_training_split(small):
+    plain = prepare_data(TrainConfig(**QUICK), small, torch.device("cpu"))
+    config = TrainConfig(**QUICK, offline_copies=2, offline_recipe=FLIP_AND_BLEND)
+
+    data = prepare_data(config, small, torch.device("cpu"))
+
+    originals = len(plain.train_labels)
+    assert originals == 280
+    assert len(data.train_labels) == 3 * originals
+    assert data.train_images.shape == (3 * originals, 3, 32, 32)
+    assert data.train_images.dtype == torch.uint8
+    assert torch.equal(data.train_images[:originals], plain.train_images)
+    # A blend with weight 0.75 keeps the first image's class as the hard label.
+    assert torch.equal(data.train_labels, plain.train_labels.repeat(3))
+    assert not torch.equal(data.train_images[originals : 2 * originals], plain.train_images)
+    assert torch.equal(data.val_images, plain.val_images)
+    assert torch.equal(data.val_labels, plain.val_labels)
+    assert torch.equal(data.test_images, plain.test_images)
+    assert torch.equal(data.test_labels, plain.test_labels)
+    assert data.split["offline_copies"] == 2
+    assert data.split["train_originals"] == originals
+    assert data.split["train_size"] == 3 * originals
+    assert data.split["val_fingerprint"] == plain.split["val_fingerprint"]
+    assert any("offline augmentation: 2 augmented copies of each of the 280 training images" in note for note in data.notes)
+
+
+def test_offline_copies_come_from_training_split_only(small, monkeypatch):
+    import cifarlab.augment
+
+    calls = []
+    original = cifarlab.augment.enlarge_training_set
+
+    def spy(images, labels, *args, **kwargs):
+        result = original(images, labels, *args, **kwargs)
+        calls.append((np.array(images), result))
+        return result
+
+    monkeypatch.setattr(cifarlab.augment, "enlarge_training_set", spy)
+    config = TrainConfig(**QUICK, offline_copies=1, offline_recipe="standard")
+
+    data = prepare_data(config, small, torch.device("cpu"))
+
+    assert len(calls) == 1
+    sources, enlarged = calls[0]
+    source_keys = _image_keys(torch.from_numpy(sources))
+    assert len(source_keys) == 280
+    assert source_keys.isdisjoint(_image_keys(data.val_images))
+    assert source_keys.isdisjoint(_image_keys(data.test_images))
+    assert set(enlarged.source_index.tolist()) == set(range(280))
+    assert torch.equal(data.train_images, torch.from_numpy(enlarged.images))
+
+
+def test_offline_copies_follow_seed(small):
+    config = TrainConfig(**QUICK, offline_copies=1, offline_recipe="standard", seed=4)
+
+    first = prepare_data(config, small, torch.device("cpu"))
+    second = prepare_data(config, small, torch.device("cpu"))
+    other_seed = prepare_data(config.replace(seed=5), small, torch.device("cpu"))
+
+    # Every process of a distributed run builds its own copies, so they must agree.
+    assert torch.equal(first.train_images, second.train_images)
+    assert not torch.equal(first.train_images, other_seed.train_images)
+
+
+def test_offline_copies_after_train_subset(small):
+    config = TrainConfig(**QUICK, train_subset=50, offline_copies=3, offline_recipe="standard")
+
+    data = prepare_data(config, small, torch.device("cpu"))
+
+    assert len(data.train_labels) == 200
+    assert data.split["train_originals"] == 50
+    assert data.split["train_subset"] == 50
 
 
 # --- training -------------------------------------------------------------------------------
@@ -411,6 +537,33 @@ def test_train_subset_limits_training_images(small):
     assert records[0]["split"]["train_subset"] == 100
 
 
+def test_offline_copies_train_and_are_recorded(small, tmp_path):
+    records = []
+    checkpoint = tmp_path / "offline.pt"
+    config = TrainConfig(
+        **{**QUICK, "arch": "mlp", "device": "cpu", "recipe": "none"},
+        train_subset=200,
+        offline_copies=1,
+        offline_recipe="standard",
+    )
+
+    result = train(config, small, callback=records.append, checkpoint_path=checkpoint)
+
+    assert result.status == COMPLETED
+    start = records[0]
+    assert start["sizes"]["train"] == 400
+    # 400 images in batches of 32: 12 full batches and one of 16.
+    assert start["steps_per_epoch"] == 13
+    assert start["split"]["train_originals"] == 200
+    assert any(note.startswith("offline augmentation: 1 augmented copy") for note in start["notes"])
+    meta = read_meta(checkpoint)
+    assert meta["config"]["offline_copies"] == 1
+    assert meta["config"]["offline_recipe"] == PRESETS["standard"].to_dict()
+    assert meta["data"]["split"]["offline_copies"] == 1
+    assert meta["data"]["split"]["train_size"] == 400
+    assert TrainConfig.from_dict(meta["config"]) == config
+
+
 def test_mixup_and_label_smoothing_train(small):
     config = TrainConfig(**{**QUICK, "recipe": "mixup", "label_smoothing": 0.1, "optimizer": "sgd", "lr": 0.05, "schedule": "cosine"})
 
@@ -493,6 +646,11 @@ def test_cli_flags_build_config(tmp_path):
         (["--recipe", "sharpen"], r"invalid --recipe 'sharpen': give a preset"),
         (["--config", "missing.json"], r"config file not found: missing\.json"),
         (["--batch-size", "0"], r"invalid batch_size=0"),
+        (["--offline-copies", "2"], r"--offline-copies 2 needs --offline-recipe NAME\|PATH"),
+        (["--offline-recipe", "standard"], r"--offline-recipe standard needs --offline-copies N"),
+        (["--offline-copies", "11", "--offline-recipe", "standard"], r"invalid offline_copies=11: expected an integer from 0 to 10"),
+        (["--offline-copies", "1", "--offline-recipe", "blur"], r"invalid --offline-recipe 'blur': give a preset"),
+        (["--offline-copies", "1", "--offline-recipe", "none"], r"invalid offline_recipe='none': expected a recipe with at least one operation"),
     ],
 )
 def test_cli_rejects_bad_flags(args, match):
@@ -501,6 +659,22 @@ def test_cli_rejects_bad_flags(args, match):
 
     with pytest.raises(CliError, match=match):
         build_config(_parse(*args))
+
+
+def test_cli_offline_flags_build_config(tmp_path):
+    from cifarlab.cli.train import build_config
+
+    recipe_file = tmp_path / "blend.json"
+    recipe_file.write_text(json.dumps(FLIP_AND_BLEND))
+
+    preset_config, _ = build_config(_parse("--offline-copies", "2", "--offline-recipe", "cutout"))
+    file_config, _ = build_config(_parse("--offline-copies", "1", "--offline-recipe", str(recipe_file)))
+
+    assert preset_config.offline_copies == 2
+    assert preset_config.offline_recipe == PRESETS["cutout"].to_dict()
+    assert file_config.offline_copies == 1
+    assert file_config.offline_recipe["name"] == "flip and blend"
+    assert [step["op"] for step in file_config.offline_recipe["operations"]] == ["horizontal_flip", "blend"]
 
 
 class _Terminal:
@@ -567,6 +741,18 @@ def test_cli_reports_invalid_value_without_traceback(tmp_path):
     assert result.returncode == 2
     assert "error: invalid lr=-1.0: expected a number in (0, inf)" in result.stderr
     assert "Traceback" not in result.stderr
+    assert not (tmp_path / "x.pt").exists()
+
+
+@pytest.mark.slow
+def test_cli_offline_copies_without_recipe_fails_cleanly(tmp_path):
+    result = _cli("--arch", "lenet", "--offline-copies", "2", "--out", str(tmp_path / "x.pt"))
+
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "error: --offline-copies 2 needs --offline-recipe NAME|PATH, the recipe that makes the copies: "
+        "a preset such as standard, or a recipe JSON file"
+    ]
     assert not (tmp_path / "x.pt").exists()
 
 

@@ -4,6 +4,7 @@ Examples::
 
     python -m cifarlab train --arch resnet --epochs 15
     python -m cifarlab train --arch lenet --epochs 3 --train-subset 2000 --val-size 1000
+    python -m cifarlab train --arch cnn --recipe none --offline-copies 1 --offline-recipe standard
     python -m cifarlab train --resume ~/.cifarlab/checkpoints/resnet-20260101-120000.pt
     torchrun --nproc_per_node 2 -m cifarlab train --arch cnn --device cpu
 
@@ -47,6 +48,7 @@ _FIELD_FLAGS = {
     "val_size": "val_size",
     "split_seed": "split_seed",
     "train_subset": "train_subset",
+    "offline_copies": "offline_copies",
     "monitor": "monitor",
     "patience": "patience",
     "min_delta": "min_delta",
@@ -62,8 +64,10 @@ _FIELD_FLAGS = {
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    from cifarlab.augment import PRESETS as RECIPE_PRESETS
     from cifarlab.models import list_archs
     from cifarlab.train import MONITORS, OPTIMIZERS, SCHEDULES, TrainConfig
+    from cifarlab.train.config import MAX_OFFLINE_COPIES
 
     parser = subparsers.add_parser(
         "train",
@@ -124,6 +128,19 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     data.add_argument("--split-seed", type=int, help="seed of the train/validation split")
     data.add_argument("--train-subset", type=int, metavar="N", help="train on N class-balanced images of the training split (default: all)")
     data.add_argument(
+        "--offline-copies",
+        type=int,
+        metavar="N",
+        help=f"add N augmented copies of every training image, made once before training "
+        f"(0 to {MAX_OFFLINE_COPIES}); needs --offline-recipe",
+    )
+    augmenting_presets = ", ".join(name for name, recipe in RECIPE_PRESETS.items() if recipe.operations)
+    data.add_argument(
+        "--offline-recipe",
+        metavar="NAME|PATH",
+        help=f"recipe that makes the offline copies: a preset ({augmenting_presets}) or a recipe JSON file",
+    )
+    data.add_argument(
         "--monitor",
         "--monitor-metric",
         dest="monitor",
@@ -160,6 +177,7 @@ def build_config(args: argparse.Namespace) -> tuple[Any, bool]:
         CliError: on an unreadable file or an invalid value.
     """
     from cifarlab.train import TrainConfig, read_resume_config
+    from cifarlab.train.config import MAX_OFFLINE_COPIES
 
     values: dict[str, Any] = {}
     from_resume = False
@@ -176,7 +194,20 @@ def build_config(args: argparse.Namespace) -> tuple[Any, bool]:
         if args.arch_options:
             values["arch_options"] = _parse_arch_options(args.arch_options)
         if args.recipe is not None:
-            values["recipe"] = _read_recipe(args.recipe)
+            values["recipe"] = _read_recipe(args.recipe, "--recipe")
+        if args.offline_recipe is not None:
+            values["offline_recipe"] = _read_recipe(args.offline_recipe, "--offline-recipe")
+        if args.offline_recipe is not None and values.get("offline_copies", 0) == 0:
+            raise CliError(
+                f"--offline-recipe {args.offline_recipe} needs --offline-copies N, the number of "
+                f"augmented copies per training image (1 to {MAX_OFFLINE_COPIES})"
+            )
+        copies = args.offline_copies
+        if copies is not None and 1 <= copies <= MAX_OFFLINE_COPIES and values.get("offline_recipe") is None:
+            raise CliError(
+                f"--offline-copies {copies} needs --offline-recipe NAME|PATH, the recipe that makes "
+                "the copies: a preset such as standard, or a recipe JSON file"
+            )
         return TrainConfig.from_dict(values), from_resume
     except ValueError as error:
         raise CliError(str(error)) from None
@@ -207,7 +238,7 @@ def _parse_arch_options(items: list[str]) -> dict[str, Any]:
     return options
 
 
-def _read_recipe(value: str) -> Any:
+def _read_recipe(value: str, flag: str) -> Any:
     from cifarlab.augment import PRESETS
 
     if value in PRESETS:
@@ -215,7 +246,7 @@ def _read_recipe(value: str) -> Any:
     path = Path(value)
     if path.suffix.lower() == ".json" or path.exists():
         return _read_json(path, "recipe")
-    raise CliError(f"invalid --recipe {value!r}: give a preset ({', '.join(PRESETS)}) or a recipe JSON file")
+    raise CliError(f"invalid {flag} {value!r}: give a preset ({', '.join(PRESETS)}) or a recipe JSON file")
 
 
 def _default_out(arch: str) -> Path:

@@ -19,7 +19,8 @@ and test passes), and values that do not exist yet are null. Epochs are counted 
 ``start``
     ``config`` (``TrainConfig.to_dict()``), ``arch``, ``epochs`` (target), ``start_epoch``
     (epochs already done, 0 unless resumed), ``start_step``, ``resumed_from`` (path or null),
-    ``sizes`` ({"train", "val", "test"}: image counts), ``steps_per_epoch``, ``total_steps``,
+    ``sizes`` ({"train", "val", "test"}: image counts, "train" with any offline copies),
+    ``steps_per_epoch``, ``total_steps``,
     ``batch_size``, ``device``, ``world_size``, ``amp``, ``amp_dtype``, ``channels_last``,
     ``parameters``, ``trainable_parameters``, ``data_source``, ``split`` (seed, sizes and a
     fingerprint of the validation ids), ``checkpoint``, ``torch_version``, ``notes`` (list of

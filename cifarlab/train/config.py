@@ -14,6 +14,11 @@ OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("onecycle", "cosine", "step", "none")
 MONITORS = ("val_acc", "val_loss")
 
+# Each offline copy adds the whole training split again as uint8 images on the training device:
+# 45,000 images x 3,072 bytes = 138 MB per copy, so 10 copies hold about 1.5 GB, and building
+# them briefly needs about twice that in host memory.
+MAX_OFFLINE_COPIES = 10
+
 # "auto", "cpu", "mps", "cuda" or "cuda:N".
 _DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 
@@ -71,6 +76,12 @@ class TrainConfig:
     # Train on this many images of the training split (class-balanced, picked with split_seed)
     # for quick classroom runs; None uses the whole split.
     train_subset: int | None = None
+    # Offline augmentation: this many augmented copies of every training-split image (after
+    # train_subset) are made once with offline_recipe and added before training, so every epoch
+    # sees the same copies. 0 turns it off. Validation and test images are never copied.
+    offline_copies: int = 0
+    # The recipe that makes those copies, in the same forms as recipe; None when offline_copies=0.
+    offline_recipe: dict[str, Any] | None = None
 
     # Model selection and early stopping, both on the validation split, never the test set.
     monitor: str = "val_acc"  # metric that picks the best epoch: val_acc (max) or val_loss (min)
@@ -151,13 +162,21 @@ def _check_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
         raise _invalid(name, value, "one of " + ", ".join(choices))
 
 
-def _check_int(name: str, value: Any, minimum: int, *, optional: bool = False) -> None:
+def _check_int(
+    name: str, value: Any, minimum: int, *, maximum: int | None = None, optional: bool = False
+) -> None:
     if optional and value is None:
         return
     # bool is a subclass of int, but True as a batch size is a mistake, not a 1.
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        expected = f"an integer >= {minimum}" + (" or None" if optional else "")
-        raise _invalid(name, value, expected)
+    valid = not isinstance(value, bool) and isinstance(value, int) and value >= minimum
+    if valid and maximum is not None:
+        valid = value <= maximum
+    if not valid:
+        if maximum is None:
+            expected = f"an integer >= {minimum}"
+        else:
+            expected = f"an integer from {minimum} to {maximum}"
+        raise _invalid(name, value, expected + (" or None" if optional else ""))
 
 
 def _check_float(
@@ -221,6 +240,7 @@ def _validate(config: TrainConfig) -> None:
     _check_int("val_size", config.val_size, 0)
     _check_int("split_seed", config.split_seed, 0)
     _check_int("train_subset", config.train_subset, 1, optional=True)
+    _validate_offline(config)
 
     _check_choice("monitor", config.monitor, MONITORS)
     _check_int("patience", config.patience, 0, optional=True)
@@ -255,18 +275,49 @@ def _validate_model(config: TrainConfig) -> None:
 
 
 def _validate_recipe(config: TrainConfig) -> None:
+    object.__setattr__(config, "recipe", _normalized_recipe("recipe", config.recipe))
+
+
+def _validate_offline(config: TrainConfig) -> None:
+    copies = config.offline_copies
+    _check_int("offline_copies", copies, 0, maximum=MAX_OFFLINE_COPIES)
+    if copies == 0:
+        if config.offline_recipe is not None:
+            # Rejected rather than ignored, so a recipe given without copies is not silently unused.
+            raise _invalid(
+                "offline_recipe",
+                config.offline_recipe,
+                "None when offline_copies=0 (set offline_copies >= 1 to use it)",
+            )
+        return
+    if config.offline_recipe is None:
+        raise _invalid(
+            "offline_copies",
+            copies,
+            "0 when offline_recipe is None (set offline_recipe to the recipe that makes the copies)",
+        )
+    recipe = _normalized_recipe("offline_recipe", config.offline_recipe)
+    if not recipe["operations"]:
+        raise _invalid(
+            "offline_recipe",
+            recipe.get("name") or config.offline_recipe,
+            "a recipe with at least one operation, because copies made without one duplicate the originals",
+        )
+    object.__setattr__(config, "offline_recipe", recipe)
+
+
+def _normalized_recipe(name: str, recipe: Any) -> dict[str, Any]:
+    """Return ``recipe`` (a recipe dict or a preset name) as a normalized ``Recipe.to_dict()``."""
     from cifarlab.augment import PRESETS, Recipe
 
-    recipe = config.recipe
     if isinstance(recipe, str):
         if recipe not in PRESETS:
-            raise _invalid("recipe", recipe, "a recipe dict or a preset name: " + ", ".join(PRESETS))
+            raise _invalid(name, recipe, "a recipe dict or a preset name: " + ", ".join(PRESETS))
         recipe = PRESETS[recipe].to_dict()
     if not isinstance(recipe, dict):
-        raise _invalid("recipe", recipe, "a recipe dict (Recipe.to_dict()) or a preset name")
+        raise _invalid(name, recipe, "a recipe dict (Recipe.to_dict()) or a preset name")
     try:
         # Stored in its normalized form, with every operation's defaults filled in.
-        normalized = Recipe.from_dict(recipe).to_dict()
+        return Recipe.from_dict(recipe).to_dict()
     except ValueError as error:
-        raise ValueError(f"invalid recipe: {error}") from None
-    object.__setattr__(config, "recipe", normalized)
+        raise ValueError(f"invalid {name}: {error}") from None

@@ -1,7 +1,8 @@
-"""The tensors a run trains and evaluates on: split, subset and moved to the device once."""
+"""The tensors a run trains and evaluates on: split, subset, enlarged and moved to the device once."""
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,7 +24,9 @@ class TrainingData:
     test_labels: torch.Tensor | None
     source: str
     description: str
-    split: dict[str, Any]  # Split.as_dict() with train_subset, train_size after the subset
+    # Split.as_dict() with train_subset, offline_copies, train_originals (training-split images
+    # after the subset) and train_size (images per epoch, offline copies included).
+    split: dict[str, Any]
     notes: list[str]
 
     def sizes(self) -> dict[str, int]:
@@ -35,11 +38,16 @@ class TrainingData:
 
 
 def prepare_data(config: TrainConfig, data: Any, device: torch.device) -> TrainingData:
-    """Split ``data`` as the config sets out and move every part to ``device``.
+    """Split ``data`` as the config sets out, add offline copies and move every part to ``device``.
 
     ``data`` is a ``cifarlab.data.Cifar10`` or any object with ``train_images``,
     ``train_labels``, ``test_images`` and ``test_labels`` (numpy arrays or tensors; the test
     parts may be None). None loads ``config.data_source`` from ``config.data_path``.
+
+    With ``config.offline_copies`` > 0 the training images (after ``train_subset``) are followed
+    by that many augmented copies of each, made once on the CPU with ``config.offline_recipe``
+    and seeded by ``config.seed``, so every process of a distributed run builds the same set.
+    Validation and test images are never copied.
 
     Raises:
         ValueError: if the arrays have the wrong shape or dtype, or the validation split
@@ -75,7 +83,8 @@ def prepare_data(config: TrainConfig, data: Any, device: torch.device) -> Traini
 
     # These parameters rebuild the exact image ids: split_train_val, then stratified_subset.
     split["train_subset"] = config.train_subset
-    split["train_size"] = len(train_idx)
+    split["offline_copies"] = config.offline_copies
+    split["train_originals"] = len(train_idx)
 
     def to_device(tensor: torch.Tensor | None, index: np.ndarray | None = None) -> torch.Tensor | None:
         if tensor is None:
@@ -84,9 +93,16 @@ def prepare_data(config: TrainConfig, data: Any, device: torch.device) -> Traini
             tensor = tensor[torch.from_numpy(index)]
         return tensor.contiguous().to(device)
 
+    # Only the training ids are taken here, so no validation or test image is ever augmented.
+    epoch_images = train_images[torch.from_numpy(train_idx)]
+    epoch_labels = train_labels[torch.from_numpy(train_idx)]
+    if config.offline_copies > 0:
+        epoch_images, epoch_labels = _add_offline_copies(config, epoch_images, epoch_labels, notes)
+    split["train_size"] = len(epoch_labels)
+
     return TrainingData(
-        train_images=to_device(train_images, train_idx),
-        train_labels=to_device(train_labels, train_idx),
+        train_images=to_device(epoch_images),
+        train_labels=to_device(epoch_labels),
         val_images=to_device(train_images, val_idx),
         val_labels=to_device(train_labels, val_idx),
         test_images=to_device(test_images),
@@ -96,6 +112,36 @@ def prepare_data(config: TrainConfig, data: Any, device: torch.device) -> Traini
         split=split,
         notes=notes,
     )
+
+
+def _add_offline_copies(
+    config: TrainConfig, images: torch.Tensor, labels: torch.Tensor, notes: list[str]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Return the training images and labels followed by ``config.offline_copies`` augmented copies."""
+    from cifarlab.augment import enlarge_training_set
+
+    started = time.perf_counter()
+    enlarged = enlarge_training_set(
+        images.numpy(),
+        labels.numpy(),
+        config.offline_recipe,
+        copies=config.offline_copies,
+        seed=config.seed,
+    )
+    seconds = time.perf_counter() - started
+
+    recipe_name = enlarged.recipe.get("name") or "custom"
+    copies = "1 augmented copy" if config.offline_copies == 1 else f"{config.offline_copies} augmented copies"
+    notes.append(
+        f"offline augmentation: {copies} of each of the {len(labels):,} "
+        f"training images were made once with the recipe {recipe_name!r} in {seconds:.1f} s, so "
+        f"every epoch trains on {len(enlarged.labels):,} images; validation and test images were "
+        "not copied"
+    )
+    # NOTE: training uses the hard label (the class with the largest share of each copy), as the
+    # course reports that enlarge their training set this way do. For a blend or mixup copy this
+    # drops the partner's share, which EnlargedTrainingSet.soft_targets still holds.
+    return torch.from_numpy(enlarged.images), torch.from_numpy(enlarged.labels)
 
 
 def _split(config: TrainConfig, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
