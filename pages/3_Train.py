@@ -13,6 +13,7 @@ from cifarlab.augment import Recipe
 from cifarlab.models import ARCHS, ModelError, list_archs, model_card
 from cifarlab.models.transfer import TORCHVISION_MODELS, weights_path
 from cifarlab.train import MONITORS, OPTIMIZERS, SCHEDULES, TrainConfig
+from cifarlab.train.config import MAX_OFFLINE_COPIES
 from ui.common import DataError, current_data_source, load_data, page_header, page_link, show_error
 from ui.training import (
     ACTIVE_CHECKPOINT_KEY,
@@ -54,6 +55,9 @@ def apply_preset() -> None:
                  "epochs", "schedule", "label_smoothing"):
         st.session_state[f"train_{name}"] = fields[name]
     st.session_state["train_recipe_choice"] = fields["recipe"].get("name", "standard")
+    # A preset names its whole augmentation ("raw images" or "augmented"), so it turns offline
+    # copies off.
+    st.session_state["train_offline_copies"] = 0
     # Architecture options go back to the builder's defaults.
     for option in ARCHS[fields["arch"]].options:
         st.session_state.pop(option_key(fields["arch"], option.name), None)
@@ -67,7 +71,7 @@ def preset_changes(config: TrainConfig) -> list[str]:
     expected = presets.TRAIN_PRESETS[key].config().to_dict()
     chosen = config.to_dict()
     changed = []
-    for name in presets.TRAIN_PRESETS[key].fields:
+    for name in [*presets.TRAIN_PRESETS[key].fields, "offline_copies"]:
         if expected[name] != chosen[name]:
             before = expected[name].get("name") if name == "recipe" else expected[name]
             after = chosen[name].get("name") if name == "recipe" else chosen[name]
@@ -253,6 +257,7 @@ def draw_data_section() -> dict[str, Any]:
         names = ", ".join(operation["op"].replace("_", " ") for operation in operations)
         st.caption(f"Operations: {names or 'none'}")
     fields["recipe"] = recipe
+    fields.update(draw_offline_augmentation(page_recipe))
 
     init("train_use_subset", False)
     init("train_subset", 5_000)
@@ -279,6 +284,41 @@ def draw_data_section() -> dict[str, Any]:
         help="the same seed on the CPU gives the same result",
     )
     return fields
+
+
+def draw_offline_augmentation(page_recipe: dict[str, Any] | None) -> dict[str, Any]:
+    """Draw the offline augmentation controls and return ``offline_copies`` and ``offline_recipe``."""
+    st.markdown("**Offline augmentation**")
+    init("train_offline_copies", DEFAULTS["offline_copies"])
+    copies = st.number_input(
+        "Augmented copies per training image (0 = off)", min_value=0, max_value=MAX_OFFLINE_COPIES,
+        step=1, key="train_offline_copies", persist_state=KEEP,
+        help="each copy adds the whole training split once more to every epoch, so an epoch "
+        "takes about (1 + copies) times as long",
+    )
+    st.caption(
+        "The recipe above makes new random variants of every batch in every epoch. Offline "
+        "copies are made once before training and stay the same in every epoch, as in reports "
+        "that enlarge the data set first. Only training images are copied, never validation or "
+        "test images."
+    )
+    if not copies:
+        return {"offline_copies": 0, "offline_recipe": None}
+
+    # "none" would only duplicate the originals, which the config rejects.
+    choices = [name for name, preset in RECIPE_PRESETS.items() if preset.operations]
+    if page_recipe:
+        choices.insert(0, FROM_AUGMENTATION_PAGE)
+    if st.session_state.get("train_offline_recipe_choice") not in (None, *choices):
+        # The Augmentation page's recipe was cleared since it was chosen here.
+        st.session_state["train_offline_recipe_choice"] = "standard"
+    init("train_offline_recipe_choice", FROM_AUGMENTATION_PAGE if page_recipe else "standard")
+    choice = st.selectbox(
+        "Recipe that makes the copies", choices, format_func=recipe_label,
+        key="train_offline_recipe_choice", persist_state=KEEP,
+    )
+    recipe = page_recipe if choice == FROM_AUGMENTATION_PAGE else RECIPE_PRESETS[choice].to_dict()
+    return {"offline_copies": int(copies), "offline_recipe": recipe}
 
 
 def draw_advanced_section() -> dict[str, Any]:
@@ -321,6 +361,7 @@ def resolved_device(device: str) -> str:
 
 
 def training_image_count(fields: dict[str, Any]) -> int | None:
+    """Return the number of training-split images before offline copies, or None without data."""
     if fields.get("train_subset"):
         return int(fields["train_subset"])
     try:
@@ -331,15 +372,20 @@ def training_image_count(fields: dict[str, Any]) -> int | None:
 
 
 def draw_estimate(config: TrainConfig) -> None:
-    images = training_image_count(config.to_dict())
-    if images is None:
+    originals = training_image_count(config.to_dict())
+    if originals is None:
         st.caption("No time estimate: the data set could not be loaded.")
         return
+    images = originals * (1 + config.offline_copies)
     estimate = presets.estimate_epoch_seconds(
         config.arch, images, resolved_device(config.device), n_val_images=config.val_size
     )
     columns = st.columns([1, 1, 3])
-    columns[0].metric("Training images per epoch", f"{images:,}")
+    columns[0].metric(
+        "Training images per epoch", f"{images:,}",
+        help=f"{originals:,} training images and {config.offline_copies} offline copies of each"
+        if config.offline_copies else None,
+    )
     if estimate.seconds is None:
         columns[1].metric("Expected time per epoch", "unknown")
     else:

@@ -219,9 +219,18 @@ def draw_metrics(meta: dict[str, Any]) -> None:
     )
     if data:
         split = data.get("split") or {}
+        # train_size counts the offline copies too. Checkpoints saved before offline augmentation
+        # existed have neither offline key.
+        copies = split.get("offline_copies") or 0
+        offline = ""
+        if copies:
+            offline = (
+                f" ({split.get('train_originals', '?')} training-split images and {copies} offline "
+                f"augmented {'copy' if copies == 1 else 'copies'} of each)"
+            )
         st.caption(
             f"Data: {data.get('source')} ({data.get('description', '')}); split seed "
-            f"{split.get('seed', '?')}, {split.get('train_size', '?')} training and "
+            f"{split.get('seed', '?')}, {split.get('train_size', '?')} training{offline} and "
             f"{split.get('val_size', '?')} validation images. Saved {meta.get('created', '?')}."
         )
 

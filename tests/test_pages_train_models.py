@@ -79,6 +79,27 @@ def test_train_estimate_from_benchmark(fake_trainer, tmp_path, monkeypatch):
     assert metrics["Training images per epoch"] == "3,000"
 
 
+def test_train_estimate_counts_offline_copies(fake_trainer, tmp_path, monkeypatch):
+    speed_file = tmp_path / "train_speed.json"
+    speed_file.write_text(json.dumps(
+        {"device": "cpu", "archs": {"mlp": {"images_per_s": 100.0, "eval_images_per_s": 1000.0}}}
+    ))
+    monkeypatch.setattr(presets, "TRAIN_SPEED_FILE", speed_file)
+    app = open_app(TRAIN)
+    app.checkbox(key="train_use_subset").check().run()
+    app.number_input(key="train_subset").set_value(3000).run()
+    app.number_input(key="train_val_size").set_value(1000).run()
+
+    app.number_input(key="train_offline_copies").set_value(2).run()
+
+    assert not app.exception
+    metrics = {metric.label: metric.value for metric in app.metric}
+    # 3,000 images and 2 copies of each at 100 images/s, then 1,000 validation images at 1,000/s.
+    assert metrics["Training images per epoch"] == "9,000"
+    assert metrics["Expected time per epoch"] == runs.format_duration(91)
+    assert app.selectbox(key="train_offline_recipe_choice").value == "standard"
+
+
 def test_train_estimate_missing_says_so(fake_trainer, tmp_path, monkeypatch):
     monkeypatch.setattr(presets, "TRAIN_SPEED_FILE", tmp_path / "missing.json")
 
@@ -138,6 +159,55 @@ def test_train_uses_augmentation_page_recipe(fake_trainer):
     assert run.config["recipe"] == recipe
     # The fake trainer reads fields a real config lacks, so this run fails at once.
     wait_until_final(run)
+
+
+def test_train_offline_copies_reach_run_config(fake_trainer):
+    app = open_app(TRAIN)
+    assert app.number_input(key="train_offline_copies").value == 0
+    assert "train_offline_recipe_choice" not in [box.key for box in app.selectbox]
+    assert "Offline copies are made once before training" in joined(app)
+
+    app.number_input(key="train_offline_copies").set_value(1).run()
+    assert "none" not in app.selectbox(key="train_offline_recipe_choice").options
+    app.selectbox(key="train_offline_recipe_choice").set_value("cutout").run()
+    app.button(key="train_start").click().run()
+
+    assert not app.exception
+    run = runs.list_runs()[0]
+    assert run.config["offline_copies"] == 1
+    assert run.config["offline_recipe"] == RECIPES["cutout"].to_dict()
+    assert run.config["recipe"] == RECIPES["standard"].to_dict()
+    assert "offline augmentation: 1 copy of each image (cutout)" in joined(app)
+    wait_until_final(run)
+
+
+def test_train_offline_recipe_from_augmentation_page(fake_trainer):
+    recipe = RECIPES["cutout"].to_dict()
+    recipe["name"] = "my recipe"
+    app = AppTest.from_file(APP, default_timeout=TIMEOUT_S)
+    app.session_state["recipe"] = recipe
+    app.run()
+    app.switch_page(TRAIN).run()
+
+    app.number_input(key="train_offline_copies").set_value(2).run()
+
+    assert app.selectbox(key="train_offline_recipe_choice").value == "augmentation page"
+    app.button(key="train_start").click().run()
+    run = runs.list_runs()[0]
+    assert run.config["offline_copies"] == 2
+    assert run.config["offline_recipe"] == recipe
+    wait_until_final(run)
+
+
+def test_train_preset_turns_offline_copies_off(fake_trainer):
+    app = open_app(TRAIN)
+    app.number_input(key="train_offline_copies").set_value(2).run()
+
+    app.selectbox(key="train_preset").set_value("lenet-raw").run()
+    assert app.number_input(key="train_offline_copies").value == 0
+
+    app.number_input(key="train_offline_copies").set_value(1).run()
+    assert "offline_copies: 0 → 1" in joined(app)
 
 
 def test_train_invalid_option_shows_error(fake_trainer):
@@ -292,6 +362,22 @@ def test_models_details_show_card_and_curves(checkpoint_folders):
     assert f"**Parameters**: {params:,} ({params:,} trainable)" in joined(app)
     assert len(app.get("vega_lite_chart")) == 2
     assert [metric.value for metric in app.metric][:2] == ["50.0%", "49.0%"]
+
+
+def test_models_details_show_offline_copies(checkpoint_folders):
+    shipped, _ = checkpoint_folders
+    meta = tiny_meta(0.5)
+    meta["config"].update(offline_copies=1, offline_recipe=RECIPES["standard"].to_dict())
+    meta["data"]["split"].update(train_size=400, val_size=100, offline_copies=1, train_originals=200)
+    save_checkpoint(shipped / "mlp-shipped.pt", build_model("mlp", widths=[8, 8, 8, 8]), meta)
+
+    app = open_app(MODELS)
+
+    assert not app.exception
+    assert (
+        "400 training (200 training-split images and 1 offline augmented copy of each) and 100 "
+        "validation images"
+    ) in joined(app)
 
 
 def test_active_model_kept_across_pages(checkpoint_folders):

@@ -43,15 +43,23 @@ def state_badge(run: runs.Run) -> None:
 
 
 def describe_config(config: dict[str, Any]) -> str:
-    """Summarize a training config in one line: arch, optimizer, batch, epochs, data, recipe."""
+    """Summarize a training config in one line: arch, optimizer, batch, epochs, data, recipes."""
     recipe = config.get("recipe")
     recipe_name = recipe.get("name") if isinstance(recipe, dict) else recipe
     subset = config.get("train_subset")
     images = f"{subset:,} training images" if subset else "all training images"
+    # Configs saved before offline augmentation existed have no offline_copies.
+    copies = config.get("offline_copies") or 0
+    offline = ""
+    if copies:
+        offline_recipe = config.get("offline_recipe")
+        offline_name = offline_recipe.get("name") if isinstance(offline_recipe, dict) else offline_recipe
+        count = "1 copy" if copies == 1 else f"{copies} copies"
+        offline = f", offline augmentation: {count} of each image ({offline_name or 'custom'})"
     return (
         f"**{config.get('arch')}**, {config.get('optimizer')} at lr {config.get('lr')}, "
         f"batch {config.get('batch_size')}, {plural(config.get('epochs'), 'epoch')}, {images}, "
-        f"augmentation: {recipe_name or 'custom'}"
+        f"augmentation: {recipe_name or 'custom'}{offline}"
     )
 
 
