@@ -27,6 +27,7 @@ from cifarlab.checkpoints import (
     strip_module_prefix,
 )
 from cifarlab.cli import main as cli_main
+from cifarlab.cli.checkpoints import format_size
 from cifarlab.data import CLASSES
 from cifarlab.models import IMAGENET_MEAN, build_model
 
@@ -612,6 +613,36 @@ def test_cli_list_empty(user_dir, shipped_dir, capsys):
     assert cli_main(["checkpoints", "list"]) == 0
 
     assert "no checkpoints" in capsys.readouterr().out
+
+
+def test_cli_results_prints_markdown_table(tmp_path, capsys):
+    folder = tmp_path / "shipped"
+    folder.mkdir()
+    meta = {
+        "best": {"val_acc": 0.612},
+        "config": {"recipe": {"name": "standard", "operations": []}},
+        "training": {"epochs_completed": 3, "time_s": 90.0, "device": "cpu"},
+    }
+    path = save_checkpoint(folder / "reference.pt", trained_like("lenet"), meta)
+    write_report(path, '{"accuracy": 0.5, "metrics": {"macro": {"f1": 0.4567}, "roc_auc_macro": 0.8}}')
+    save_checkpoint(folder / "unreported.pt", trained_like("lenet"), {})
+
+    assert cli_main(["checkpoints", "results", "--dir", str(folder)]) == 0
+
+    out = capsys.readouterr().out
+    rows = {line.split("|")[1].strip(): line for line in out.splitlines() if line.startswith("| ")}
+    assert rows["reference.pt"].split("|")[2:] == [
+        " lenet ", " standard ", " 50.0% ", " 0.457 ", " 0.800 ", " 61.2% ", " 62K ",
+        f" {format_size(path.stat().st_size)} ", " 3 ", " 1.5 min ", " cpu ", "",
+    ]
+    assert "| unreported.pt | lenet | - | - | - | - |" in rows["unreported.pt"]
+    assert "unreported.pt: no test report beside it" in out
+
+
+def test_cli_results_rejects_missing_folder(tmp_path, capsys):
+    assert cli_main(["checkpoints", "results", "--dir", str(tmp_path / "nowhere")]) == 2
+
+    assert "not a folder" in capsys.readouterr().err
 
 
 def test_cli_show_prints_meta(user_dir, shipped_dir, capsys, tmp_path):

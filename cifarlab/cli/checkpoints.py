@@ -38,6 +38,18 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     import_parser.add_argument("path", type=Path, help="the checkpoint file (.pt)")
     import_parser.set_defaults(func=run_import)
 
+    results_parser = actions.add_parser(
+        "results",
+        help="print a Markdown table of the shipped checkpoints and their test reports",
+        description="Print a Markdown table of every checkpoint in a folder (the shipped ones by "
+        "default) with the test report written beside it by `cifarlab evaluate --json "
+        "NAME.report.json`. docs/RESULTS.md is made from it.",
+    )
+    results_parser.add_argument(
+        "--dir", type=Path, default=None, help="folder of checkpoints (default: the shipped ones)"
+    )
+    results_parser.set_defaults(func=run_results)
+
     delete_parser = actions.add_parser(
         "delete", help="delete a user checkpoint with its report and resume state"
     )
@@ -103,6 +115,54 @@ def run_list(args: argparse.Namespace) -> int:
         if info.error is not None:
             print(f"\n{info.name}: {info.error}")
     return 0
+
+
+def run_results(args: argparse.Namespace) -> int:
+    folder = Path(paths.SHIPPED_CHECKPOINT_DIR) if args.dir is None else args.dir
+    if not folder.is_dir():
+        raise CliError(f"not a folder: {folder}")
+    infos = [info for info in checkpoints.list_checkpoints([folder]) if info.error is None]
+    if not infos:
+        raise CliError(f"no readable checkpoints in {folder}")
+    print(
+        "| checkpoint | arch | recipe | test accuracy | macro F1 | ROC-AUC (macro) | best val accuracy "
+        "| parameters | file size | epochs | training time | device |"
+    )
+    print("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+    missing = []
+    for info in infos:
+        meta = checkpoints.read_meta(info.path)
+        report = _read_report(checkpoints.report_path(info.path))
+        if report is None:
+            missing.append(info.path.name)
+            test_acc = macro_f1 = roc_auc = "-"
+        else:
+            metrics = report["metrics"]
+            test_acc = format_accuracy(report["accuracy"])
+            macro_f1 = f"{metrics['macro']['f1']:.3f}"
+            roc_auc = "-" if metrics.get("roc_auc_macro") is None else f"{metrics['roc_auc_macro']:.3f}"
+        config = meta.get("config") or {}
+        recipe = config.get("recipe", {}).get("name", "-") if isinstance(config.get("recipe"), dict) else "-"
+        training = meta.get("training") or {}
+        minutes = training.get("time_s")
+        print(
+            f"| {info.path.name} | {info.arch} | {recipe} | {test_acc} | {macro_f1} | {roc_auc} | "
+            f"{format_accuracy(info.val_acc)} | {format_count(info.params)} | "
+            f"{format_size(info.size_bytes)} | {training.get('epochs_completed', '-')} | "
+            f"{'-' if minutes is None else f'{minutes / 60:.1f} min'} | {training.get('device', '-')} |"
+        )
+    for name in missing:
+        print(f"\n{name}: no test report beside it; run cifarlab evaluate --json to write one")
+    return 0
+
+
+def _read_report(path: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as error:
+        raise CliError(f"cannot read the report {path}: {error}") from error
 
 
 def run_show(args: argparse.Namespace) -> int:
