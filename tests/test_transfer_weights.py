@@ -136,3 +136,65 @@ def test_state_dict_of_other_model_reported_as_corrupt(torch_home, matching_hash
 
     with pytest.raises(WeightsError, match=r"(?s)corrupt \(its tensors do not fit resnet50: .*Missing key"):
         build_model("resnet50", input_size=32)
+
+
+# ----------------------------------------------------------------------------------------------
+# cifarlab weights list|download
+
+
+def test_cli_list_shows_missing_file(torch_home, capsys):
+    from cifarlab.cli import main as cli_main
+
+    assert cli_main(["weights", "list"]) == 0
+
+    lines = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()}
+    assert set(lines) == {"vgg19", "resnet50", "resnet152"}
+    assert str(torch_home / "hub" / "checkpoints" / FILENAME) in lines["resnet50"]
+    assert lines["resnet50"].endswith("[missing]")
+
+
+def test_cli_list_verifies_cached_file(fabricated_weights, matching_hash, capsys):
+    from cifarlab.cli import main as cli_main
+
+    assert cli_main(["weights", "list", "--verify"]) == 0
+
+    lines = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()}
+    assert lines["resnet50"].endswith("[cached, verified]")
+    assert lines["vgg19"].endswith("[missing]")
+
+
+def test_cli_list_reports_corrupt_file(fabricated_weights, capsys):
+    from cifarlab.cli import main as cli_main
+
+    assert cli_main(["weights", "list", "--verify"]) == 0
+
+    lines = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()}
+    assert "[corrupt: " in lines["resnet50"]
+    assert "SHA-256" in lines["resnet50"]
+
+
+def test_cli_download_rejects_unknown_arch(capsys):
+    from cifarlab.cli import main as cli_main
+
+    assert cli_main(["weights", "download", "lenet"]) == 2
+
+    assert "no ImageNet weights for lenet: choose from vgg19, resnet50, resnet152" in capsys.readouterr().err
+
+
+def test_cli_download_offline_message(torch_home, monkeypatch, capsys):
+    import urllib.error
+
+    from cifarlab.cli import main as cli_main
+    from cifarlab.cli import weights as weights_cli
+
+    def offline(arch):
+        raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
+
+    monkeypatch.setattr(weights_cli, "download_weights", offline)
+
+    assert cli_main(["weights", "download", "resnet50"]) == 2
+
+    err = capsys.readouterr().err
+    assert "downloading the resnet50 weights failed" in err
+    assert "Temporary failure in name resolution" in err
+    assert str(torch_home / "hub" / "checkpoints") in err

@@ -14,7 +14,7 @@ import sys
 
 from cifarlab import __version__
 
-COMMAND_MODULES = ("data", "train", "evaluate", "attack", "checkpoints")
+COMMAND_MODULES = ("data", "train", "evaluate", "attack", "checkpoints", "weights")
 
 
 class CliError(Exception):
