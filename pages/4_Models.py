@@ -7,7 +7,7 @@ from typing import Any
 
 import streamlit as st
 
-from cifarlab import paths, runs
+from cifarlab import paths, presets, runs
 from cifarlab.checkpoints import (
     CheckpointError,
     delete_checkpoint,
@@ -15,8 +15,8 @@ from cifarlab.checkpoints import (
     list_checkpoints,
     read_meta,
 )
-from cifarlab.models import ModelError, model_card
-from ui.common import page_header, show_error
+from cifarlab.models import ARCHS, ModelError, list_archs, model_card
+from ui.common import page_header, page_link, show_error
 from ui.training import (
     ACTIVE_CHECKPOINT_KEY,
     CHECKPOINT_COLUMNS,
@@ -291,6 +291,43 @@ def draw_upload() -> None:
         st.caption(f"{uploaded.name} was imported as {Path(outcome['path']).name}.")
 
 
+def draw_not_shipped(infos: list[Any]) -> None:
+    """List the architectures that no shipped checkpoint covers, and why none is shipped."""
+    shipped = {info.arch for info in infos if info.protected and info.error is None}
+    missing = [arch for arch in list_archs() if arch not in shipped]
+    if not missing:
+        return
+    st.subheader("Trainable, not shipped")
+    st.caption(
+        "These architectures have no checkpoint in the app yet. Each can be trained on the "
+        "Train page or with `python -m cifarlab train`; docs/RESULTS.md gives the commands."
+    )
+    rows = []
+    for arch in missing:
+        spec = ARCHS[arch]
+        estimate = presets.estimate_epoch_seconds(arch, 45_000, "cpu", n_val_images=5_000)
+        if spec.family == "transfer":
+            reason = (
+                "starts from ImageNet weights, which are not bundled: "
+                "`python -m cifarlab weights download` fetches them where there is internet access"
+            )
+        else:
+            reason = "not trained yet: the shipped models come from a 2-core CPU, and this one needs a GPU"
+        rows.append(
+            {
+                "architecture": arch,
+                "what it is": spec.summary,
+                "parameters": model_card(arch).params,
+                "epoch on the benchmark CPU": runs.format_duration(estimate.seconds)
+                if estimate.seconds is not None
+                else "not measured",
+                "why not shipped": reason,
+            }
+        )
+    st.dataframe(rows, hide_index=True, width="stretch")
+    page_link("pages/3_Train.py", "Train one on the Train page", ":material/model_training:")
+
+
 # --------------------------------------------------------------------------------------------
 
 page_header(
@@ -320,4 +357,5 @@ else:
     selected = choose_selected(infos, active)
     draw_details(selected, active)
 
+draw_not_shipped(infos)
 draw_upload()

@@ -18,7 +18,7 @@ from test_runs import fake_config, fake_trainer, kill_and_reap, wait_for, wait_u
 from cifarlab import paths, presets, runs
 from cifarlab.augment import PRESETS as RECIPES
 from cifarlab.checkpoints import save_checkpoint
-from cifarlab.models import build_model, model_card
+from cifarlab.models import build_model, list_archs, model_card
 
 APP = str(Path(__file__).resolve().parent.parent / "streamlit_app.py")
 TRAIN = "pages/3_Train.py"
@@ -472,6 +472,22 @@ def test_upload_pickled_object_rejected(checkpoint_folders):
     assert not app.exception
     assert texts(app.error)
     assert sorted(path.name for path in user.iterdir()) == ["mlp-mine.pt"]
+
+
+def test_models_lists_archs_not_shipped(checkpoint_folders):
+    app = open_app(MODELS)
+
+    assert "Trainable, not shipped" in joined(app)
+    table = app.dataframe[-1].value
+    # The shipped folder has an mlp, so every other registered architecture is listed.
+    assert list(table["architecture"]) == [arch for arch in list_archs() if arch != "mlp"]
+    reasons = dict(zip(table["architecture"], table["why not shipped"]))
+    for arch in ("vgg19", "resnet50", "resnet152"):
+        assert "ImageNet weights" in reasons[arch]
+        assert "cifarlab weights download" in reasons[arch]
+    assert "needs a GPU" in reasons["resnet"]
+    assert table["epoch on the benchmark CPU"].notna().all()
+    assert texts(app.exception) == []
 
 
 def test_models_page_empty(tmp_path, monkeypatch):
