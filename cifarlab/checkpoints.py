@@ -291,6 +291,78 @@ def _atomic_save(payload: dict[str, Any], path: Path) -> None:
         raise
 
 
+@dataclass(frozen=True)
+class HalfPrecisionCheck:
+    """What storing a checkpoint in float16 changed, measured on a set of labelled images."""
+
+    images: int
+    size_float32: int  # bytes of the source file
+    size_float16: int  # bytes of the float16 file
+    accuracy_float32: float
+    accuracy_float16: float
+    same_predictions: int  # images whose predicted class did not change
+    max_logit_difference: float
+
+    @property
+    def accuracy_changed(self) -> bool:
+        return self.accuracy_float16 != self.accuracy_float32
+
+
+def save_half_precision(
+    source: str | os.PathLike,
+    destination: str | os.PathLike,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    *,
+    batch_size: int = 500,
+) -> HalfPrecisionCheck:
+    """Write a float16 copy of a checkpoint, but only if it keeps the accuracy on ``images``.
+
+    Both versions score the uint8 ``images`` (N, 3, 32, 32); the float16 file is the one
+    ``load_checkpoint`` reads back, so the check covers the real round trip. When the accuracy
+    changes, nothing is written and the returned check says by how much.
+    """
+    source, destination = Path(source), Path(destination)
+    if destination.resolve() == source.resolve():
+        raise CheckpointError(f"write the float16 copy to another file than {source}")
+    original = load_checkpoint(source)
+    meta = {key: value for key, value in original.meta.items() if key not in RESERVED_KEYS}
+    meta.pop("precision", None)
+
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=f".{destination.name}.", suffix=".tmp", dir=destination.parent)
+    os.close(handle)
+    try:
+        save_checkpoint(temporary, original.model, meta, half=True)
+        halved = load_checkpoint(temporary)
+        logits32 = _logits(original.model, images, batch_size)
+        logits16 = _logits(halved.model, images, batch_size)
+        labels = torch.as_tensor(labels)
+        check = HalfPrecisionCheck(
+            images=len(labels),
+            size_float32=source.stat().st_size,
+            size_float16=Path(temporary).stat().st_size,
+            accuracy_float32=float((logits32.argmax(1) == labels).double().mean()),
+            accuracy_float16=float((logits16.argmax(1) == labels).double().mean()),
+            same_predictions=int((logits32.argmax(1) == logits16.argmax(1)).sum()),
+            max_logit_difference=float((logits32 - logits16).abs().max()),
+        )
+        if check.accuracy_changed:
+            Path(temporary).unlink()
+        else:
+            os.replace(temporary, destination)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    return check
+
+
+@torch.inference_mode()
+def _logits(model: nn.Module, images: torch.Tensor, batch_size: int) -> torch.Tensor:
+    chunks = [model(images[start : start + batch_size].float() / 255.0) for start in range(0, len(images), batch_size)]
+    return torch.cat(chunks)
+
+
 # ----------------------------------------------------------------------------------------------
 # Loading
 

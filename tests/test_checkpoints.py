@@ -24,6 +24,7 @@ from cifarlab.checkpoints import (
     load_checkpoint,
     read_meta,
     save_checkpoint,
+    save_half_precision,
     strip_module_prefix,
 )
 from cifarlab.cli import main as cli_main
@@ -672,3 +673,44 @@ def test_list_user_folder_same_as_shipped(shipped_dir, monkeypatch):
     infos = list_checkpoints()
 
     assert [(info.name, info.protected) for info in infos] == [("reference", True)]
+
+
+def test_half_copy_keeps_accuracy(tmp_path):
+    source = save_checkpoint(tmp_path / "full.pt", trained_like("lenet"), {"best": {"val_acc": 0.5}})
+    images = torch.randint(0, 256, (64, 3, 32, 32), dtype=torch.uint8)
+    with torch.inference_mode():
+        labels = load_checkpoint(source).model(images.float() / 255).argmax(1)
+
+    check = save_half_precision(source, tmp_path / "out" / "half.pt", images, labels)
+
+    assert check.accuracy_float32 == 1.0
+    assert check.accuracy_float16 == check.accuracy_float32
+    assert check.images == 64
+    assert check.size_float16 < check.size_float32
+    loaded = load_checkpoint(tmp_path / "out" / "half.pt")
+    assert loaded.meta["precision"] == "float16"
+    assert loaded.meta["best"] == {"val_acc": 0.5}
+    assert [path.name for path in (tmp_path / "out").iterdir()] == ["half.pt"]
+
+
+def test_half_copy_not_written_when_accuracy_changes(tmp_path, monkeypatch):
+    from cifarlab import checkpoints as checkpoints_module
+
+    source = save_checkpoint(tmp_path / "full.pt", trained_like("lenet"), {})
+    images = torch.zeros((4, 3, 32, 32), dtype=torch.uint8)
+    labels = torch.tensor([0, 0, 0, 0])
+    outputs = iter([torch.eye(10)[[0, 0, 0, 0]], torch.eye(10)[[0, 0, 1, 1]]])
+    monkeypatch.setattr(checkpoints_module, "_logits", lambda model, images, batch_size: next(outputs))
+
+    check = save_half_precision(source, tmp_path / "half.pt", images, labels)
+
+    assert (check.accuracy_float32, check.accuracy_float16) == (1.0, 0.5)
+    assert check.same_predictions == 2
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["full.pt"]
+
+
+def test_half_copy_rejects_same_file(tmp_path):
+    source = save_checkpoint(tmp_path / "full.pt", trained_like("lenet"), {})
+
+    with pytest.raises(CheckpointError, match="write the float16 copy to another file"):
+        save_half_precision(source, source, torch.zeros((1, 3, 32, 32), dtype=torch.uint8), torch.tensor([0]))

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from cifarlab import checkpoints, paths
@@ -49,6 +50,21 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--dir", type=Path, default=None, help="folder of checkpoints (default: the shipped ones)"
     )
     results_parser.set_defaults(func=run_results)
+
+    half_parser = actions.add_parser(
+        "half",
+        help="write a float16 copy of a checkpoint if that keeps its test accuracy",
+        description="Store a checkpoint's weights in float16, which halves the file. The copy "
+        "is written only if it classifies the check images with the same accuracy as the "
+        "original; the table shows what changed either way.",
+    )
+    half_parser.add_argument("path", type=Path, help="the checkpoint file (.pt)")
+    half_parser.add_argument("--out", type=Path, required=True, help="the float16 checkpoint to write")
+    half_parser.add_argument(
+        "--check-images", type=int, default=10_000, metavar="N",
+        help="first N test images of the bundled data set to compare on (default: 10000, all)",
+    )
+    half_parser.set_defaults(func=run_half)
 
     delete_parser = actions.add_parser(
         "delete", help="delete a user checkpoint with its report and resume state"
@@ -163,6 +179,39 @@ def _read_report(path: Path) -> dict[str, Any] | None:
         return None
     except (OSError, ValueError) as error:
         raise CliError(f"cannot read the report {path}: {error}") from error
+
+
+def run_half(args: argparse.Namespace) -> int:
+    from cifarlab.data import DataError, load_cifar10
+
+    if args.check_images < 1:
+        raise CliError(f"--check-images must be at least 1, got {args.check_images}")
+    if not args.path.is_file():
+        raise CliError(f"file not found: {args.path}")
+    try:
+        data = load_cifar10("bundled")
+    except DataError as error:
+        raise CliError(str(error)) from error
+    images = torch.from_numpy(np.ascontiguousarray(data.test_images[: args.check_images]))
+    labels = torch.from_numpy(np.asarray(data.test_labels[: args.check_images]))
+    try:
+        check = checkpoints.save_half_precision(args.path, args.out, images, labels)
+    except checkpoints.CheckpointError as error:
+        raise CliError(str(error)) from error
+
+    print("| measure | float32 | float16 |")
+    print("|---|---:|---:|")
+    print(f"| file size | {format_size(check.size_float32)} | {format_size(check.size_float16)} |")
+    print(
+        f"| accuracy on the first {check.images:,} test images | {check.accuracy_float32:.4f} | "
+        f"{check.accuracy_float16:.4f} |"
+    )
+    print(f"| same predicted class as float32 | | {check.same_predictions:,} / {check.images:,} |")
+    print(f"| max absolute logit difference | | {check.max_logit_difference:.1e} |")
+    if check.accuracy_changed:
+        raise CliError(f"float16 storage changes the accuracy, so {args.out} was not written; keep float32")
+    print(f"wrote {args.out}")
+    return 0
 
 
 def run_show(args: argparse.Namespace) -> int:
