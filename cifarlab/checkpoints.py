@@ -293,7 +293,7 @@ def _atomic_save(payload: dict[str, Any], path: Path) -> None:
 
 @dataclass(frozen=True)
 class HalfPrecisionCheck:
-    """What storing a checkpoint in float16 changed, measured on a set of labelled images."""
+    """The effect of float16 storage on a checkpoint's predictions, measured on labelled images."""
 
     images: int
     size_float32: int  # bytes of the source file
