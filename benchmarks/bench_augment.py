@@ -25,6 +25,7 @@ view.
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import statistics
 import sys
@@ -194,6 +195,8 @@ def main() -> None:
     torch.set_num_threads(args.threads)
 
     if args.part == "preview":
+        # The app sets its own thread count when a page first imports ui.common.
+        os.environ["CIFARLAB_APP_THREADS"] = str(args.threads)
         print(f"# {platform.processor() or platform.machine()}, torch {torch.__version__}, {args.threads} threads")
         print(f"# {args.reruns} reruns after a slider change per view, AppTest with one script cache")
         print("| operation | view | script median ms | script max ms | AppTest run median ms |")

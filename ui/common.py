@@ -8,15 +8,42 @@ images.
 from __future__ import annotations
 
 import logging
+import os
 
 import numpy as np
 import streamlit as st
+import torch
 from streamlit.errors import StreamlitPageNotFoundError
 
 from cifarlab import paths
 from cifarlab.data import CLASSES, Cifar10, DataError, load_cifar10
 
 log = logging.getLogger(__name__)
+
+# Torch threads per operation in the app server. Every browser session runs in its own server
+# thread, so sessions already use the cores in parallel, and previews and live attacks are many
+# small operations that gain little from splitting. On a 2-core machine, one thread made five of
+# six Augmentation preview reruns faster than two (and one 1 ms slower), and a live one-pixel attack 2.6 times
+# faster on a busy machine (docs/BENCHMARKS.md). Training runs in its own process and keeps
+# torch's default. CIFARLAB_APP_THREADS=N sets another number.
+APP_THREADS_ENV = "CIFARLAB_APP_THREADS"
+
+
+def app_threads() -> int:
+    """Return the torch thread count for the app server from ``CIFARLAB_APP_THREADS`` (default 1)."""
+    value = os.environ.get(APP_THREADS_ENV, "1")
+    try:
+        threads = int(value)
+    except ValueError:
+        threads = 0
+    if threads < 1:
+        log.warning("%s=%r is not a whole number >= 1; using 1 thread", APP_THREADS_ENV, value)
+        return 1
+    return threads
+
+
+# Set once, when the first page imports this module.
+torch.set_num_threads(app_threads())
 
 DATA_SOURCE_KEY = "data_source"
 DEFAULT_DATA_SOURCE = {"source": "bundled", "path": None}
@@ -80,7 +107,9 @@ def enlarge(image: np.ndarray, scale: int = 8) -> np.ndarray:
 def show_error(error: Exception) -> None:
     """Show a user-fixable error (a `ValueError` from the core) without a traceback."""
     log.info("showing error to the user: %s", error)
-    st.error(str(error), icon=":material/error:")
+    from ui.markdown import escape_markdown
+
+    st.error(escape_markdown(error), icon=":material/error:")
 
 
 def page_header(title: str, intro: str) -> None:
