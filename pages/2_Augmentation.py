@@ -13,6 +13,7 @@ from cifarlab.data import CLASSES, Cifar10, DataError
 from cifarlab.imageio import UPLOAD_EXTENSIONS, load_image_for_model
 from ui import augment as ui
 from ui.common import load_data, page_header, show_error
+from ui.markdown import escape_markdown
 
 st.set_page_config(page_title="Augmentation · cifarlab", page_icon=":material/auto_fix_high:", layout="wide")
 
@@ -364,7 +365,7 @@ def rename_from_widget() -> None:
 def draw_recipe(picked: Picked | None, data: Cifar10, seed: int) -> None:
     error = st.session_state.pop(ui.RECIPE_ERROR_KEY, None)
     if error:
-        st.error(error, icon=":material/error:")
+        st.error(escape_markdown(error), icon=":material/error:")
     steps_column, preview_column = st.columns([3, 2], gap="large")
     with steps_column:
         recipe = ui.current_recipe()

@@ -17,6 +17,7 @@ from cifarlab.checkpoints import (
 )
 from cifarlab.models import ARCHS, ModelError, list_archs, model_card
 from ui.common import page_header, page_link, show_error
+from ui.markdown import escape_markdown
 from ui.training import (
     ACTIVE_CHECKPOINT_KEY,
     CHECKPOINT_COLUMNS,
@@ -84,7 +85,7 @@ def draw_table(infos: list[Any], active: str | None) -> None:
     st.dataframe(rows, hide_index=True, column_config=CHECKPOINT_COLUMNS)
     unreadable = [info for info in infos if info.error]
     for info in unreadable:
-        st.warning(f"{info.path.name} cannot be read: {info.error}", icon=":material/warning:")
+        st.warning(f"{escape_markdown(info.path.name)} cannot be read: {escape_markdown(info.error)}", icon=":material/warning:")
 
 
 def choose_selected(infos: list[Any], active: str | None) -> Any:
@@ -286,7 +287,7 @@ def draw_upload() -> None:
             st.rerun()
     outcome = imported[uploaded.file_id]
     if "error" in outcome:
-        st.error(f"Not imported: {outcome['error']}", icon=":material/error:")
+        st.error(f"Not imported: {escape_markdown(outcome['error'])}", icon=":material/error:")
     else:
         st.caption(f"{uploaded.name} was imported as {Path(outcome['path']).name}.")
 

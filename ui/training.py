@@ -14,6 +14,7 @@ import pandas as pd
 import streamlit as st
 
 from cifarlab import runs
+from ui.markdown import escape_markdown
 
 ACTIVE_CHECKPOINT_KEY = "active_checkpoint"
 
@@ -130,6 +131,10 @@ def _batch_points(batches: list[dict[str, Any]], field: str) -> pd.DataFrame:
     return frame
 
 
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 def curves_chart(
     epochs: list[dict[str, Any]],
     batches: list[dict[str, Any]] | None,
@@ -143,9 +148,12 @@ def curves_chart(
     """
     title = "Loss (cross-entropy)" if metric == "loss" else "Accuracy"
     rows = []
-    for record in epochs:
+    # Records that are not dicts of numbers (a hand-edited checkpoint) are skipped, not drawn.
+    for record in epochs if isinstance(epochs, list) else []:
+        if not isinstance(record, dict) or not _is_number(record.get("epoch")):
+            continue
         for series, field in (("training", f"train_{metric}"), ("validation", f"val_{metric}")):
-            if record.get(field) is not None:
+            if _is_number(record.get(field)):
                 rows.append({"epoch": record["epoch"], "value": record[field], "series": series})
     epoch_points = pd.DataFrame(rows, columns=["epoch", "value", "series"])
 
@@ -347,7 +355,7 @@ def draw_outcome(run: runs.Run, progress: runs.Progress) -> None:
             icon=":material/stop_circle:",
         )
     elif run.state == runs.FAILED:
-        st.error(f"Training failed: {run.error}", icon=":material/error:")
+        st.error(f"Training failed: {escape_markdown(run.error)}", icon=":material/error:")
         draw_log(run, expanded=True)
     elif run.state == runs.INTERRUPTED:
         reason = f" ({run.error})" if run.error else ""
