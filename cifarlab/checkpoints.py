@@ -491,7 +491,54 @@ def _read_payload(path: Path, map_location: Any, mmap: bool) -> dict[str, Any]:
     missing = [key for key in ("arch", "options", "num_classes", "state_dict") if key not in payload]
     if missing:
         raise CheckpointError(f"{path} is damaged: it lacks {', '.join(missing)}")
+    _check_meta_types(path, payload)
     return payload
+
+
+# Metadata fields that the pages and the CLI read, with the type each must have. Every field but
+# ``options`` and ``num_classes`` may be missing or None (a run without validation has no best).
+_META_TYPES: dict[str, type | tuple[type, ...]] = {
+    "arch": str,
+    "options": dict,
+    "num_classes": int,
+    "input_size": int,
+    "normalization": dict,
+    "num_params": int,
+    "precision": str,
+    "versions": dict,
+    "created": str,
+    "config": dict,
+    "class_names": list,
+    "history": list,
+    "best": dict,
+    "data": dict,
+    "training": dict,
+    "test": dict,
+}
+_REQUIRED_META = ("arch", "options", "num_classes")
+
+
+def _check_meta_types(path: Path, payload: dict[str, Any]) -> None:
+    """Raise CheckpointError if a known metadata field has the wrong type."""
+    for key, expected in _META_TYPES.items():
+        value = payload.get(key)
+        if value is None and key not in _REQUIRED_META:
+            continue
+        if isinstance(value, bool) or not isinstance(value, expected):
+            raise CheckpointError(
+                f"{path} has invalid metadata: {key} is a {type(value).__name__}, expected a "
+                f"{expected.__name__}; save the checkpoint again with save_checkpoint"
+            )
+    history = payload.get("history") or []
+    for number, record in enumerate(history, start=1):
+        if not isinstance(record, dict):
+            raise CheckpointError(
+                f"{path} has invalid metadata: history entry {number} is a {type(record).__name__}, "
+                f"expected a dict of epoch values; save the checkpoint again with save_checkpoint"
+            )
+    class_names = payload.get("class_names") or []
+    if not all(isinstance(name, str) for name in class_names):
+        raise CheckpointError(f"{path} has invalid metadata: class_names must be a list of strings")
 
 
 def _pickled_object_message(path: Path, error: Exception) -> str:
