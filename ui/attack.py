@@ -320,7 +320,12 @@ def describe_result(result: AttackResult, class_names: list[str]) -> tuple[str, 
     """Return the kind of message (success, warning, info) and its text for one attack."""
     label = class_names[result.label]
     pixels = "1 pixel" if len(result.changed) == 1 else f"{len(result.changed)} pixels"
-    when = "in the first population" if result.generations == 0 else f"after {result.generations} generations"
+    if result.generations == 0:
+        when = "in the first population"
+    elif result.generations == 1:
+        when = "after 1 generation"
+    else:
+        when = f"after {result.generations} generations"
     cost = f"{when}, {result.queries:,} model queries, {result.seconds:.1f} s"
     tracked = result.tracked_class
     before, after = result.probs_before[tracked], result.probs_after[tracked]

@@ -286,10 +286,11 @@ def attack_many(
         )
         for image_id, result in zip(ids, results):
             by_image[image_id].append(result)
-        done += len(chunk)
-        if callback is not None:
-            for image_id in dict.fromkeys(ids):
-                finished = [result for searched, result in zip(ids, results) if searched == image_id]
+        # Each image record counts the searches finished up to and including that image's.
+        for image_id in dict.fromkeys(ids):
+            finished = [result for searched, result in zip(ids, results) if searched == image_id]
+            done += len(finished)
+            if callback is not None:
                 callback(
                     {"event": "image", "done": done, "total": len(searches), "image_id": image_id, "results": finished}
                 )

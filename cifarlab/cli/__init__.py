@@ -10,7 +10,9 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
+from pathlib import Path
 
 from cifarlab import __version__
 
@@ -19,6 +21,35 @@ COMMAND_MODULES = ("data", "train", "evaluate", "attack", "checkpoints", "weight
 
 class CliError(Exception):
     """An error whose message is shown to the user as is, without a traceback."""
+
+
+def resolve_device_flag(value: str) -> str:
+    """Return the torch device that ``--device VALUE`` names, resolving ``auto``.
+
+    Raises:
+        CliError: with the message ``train`` gives for an invalid or unavailable device.
+    """
+    from cifarlab.train.distributed import resolve_device
+
+    try:
+        return str(resolve_device(value))
+    except ValueError as error:
+        raise CliError(str(error)) from None
+
+
+def check_output_file(value: str | os.PathLike | None, flag: str) -> None:
+    """Raise CliError unless ``value`` names a file in an existing folder; None passes.
+
+    Called before the work starts, so a typo in the path fails at once and no folder is made.
+    """
+    if value is None:
+        return
+    path = Path(value)
+    if path.is_dir():
+        raise CliError(f"invalid {flag} {path}: it is a folder; give a file path inside it")
+    parent = path.absolute().parent
+    if not parent.is_dir():
+        raise CliError(f"invalid {flag} {path}: the folder {parent} does not exist; create it first or choose another path")
 
 
 def build_parser() -> argparse.ArgumentParser:

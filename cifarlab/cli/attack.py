@@ -22,7 +22,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from cifarlab.cli import CliError
+from cifarlab.cli import CliError, check_output_file, resolve_device_flag
 from cifarlab.cli.data import add_data_arguments, load_data_from_args
 
 
@@ -93,7 +93,7 @@ def add_parser(subparsers) -> None:
         metavar="N",
         help="candidate images per forward pass (default: 400)",
     )
-    parser.add_argument("--device", default="cpu", help="torch device to run the model on (default: cpu)")
+    parser.add_argument("--device", default="cpu", help="torch device to run the model on: auto, cpu, mps, cuda or cuda:N (default: cpu)")
     parser.add_argument(
         "--threads",
         type=int,
@@ -131,6 +131,8 @@ def run_attack(args: argparse.Namespace) -> int:
         raise CliError(f"invalid --images-per-batch {args.images_per_batch}; give 1 or more")
     if args.baseline_trials < 0:
         raise CliError(f"invalid --baseline-trials {args.baseline_trials}; give 0 or more")
+    device = resolve_device_flag(args.device)
+    check_output_file(args.json, "--json")
     if args.threads is not None:
         if args.threads < 1:
             raise CliError(f"invalid --threads {args.threads}; give 1 or more")
@@ -149,7 +151,7 @@ def run_attack(args: argparse.Namespace) -> int:
         raise CliError(_as_flag_message(str(error))) from error
 
     try:
-        loaded = load_checkpoint(path, map_location=args.device)
+        loaded = load_checkpoint(path, map_location=device)
     except (CheckpointError, RuntimeError) as error:
         raise CliError(str(error)) from error
     data = load_data_from_args(args)
@@ -265,9 +267,11 @@ class AttackProgress:
             )
         elif record["event"] == "image":
             prefix = "\r" if self.stream.isatty() else ""
-            for result in record["results"]:
+            # record["done"] counts this image's searches too; number each search on its own.
+            first = record["done"] - len(record["results"]) + 1
+            for number, result in enumerate(record["results"], start=first):
                 print(
-                    f"{prefix}[{record['done']}/{record['total']}] {_result_line(result, self.class_names)}",
+                    f"{prefix}[{number}/{record['total']}] {_result_line(result, self.class_names)}",
                     file=self.stream,
                     flush=True,
                 )

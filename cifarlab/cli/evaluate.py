@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from cifarlab.cli import CliError
+from cifarlab.cli import CliError, check_output_file, resolve_device_flag
 from cifarlab.cli.data import ProgressPrinter, add_data_arguments, load_data_from_args
 
 
@@ -55,7 +55,7 @@ def add_parser(subparsers) -> None:
         help=f"images per forward pass (default: {DEFAULT_BATCH_SIZE})",
     )
     parser.add_argument(
-        "--device", default="cpu", help="torch device to run the model on (default: cpu)"
+        "--device", default="cpu", help="torch device to run the model on: auto, cpu, mps, cuda or cuda:N (default: cpu)"
     )
     parser.add_argument(
         "--gap-images",
@@ -92,6 +92,10 @@ def run_evaluate(args: argparse.Namespace) -> int:
         raise CliError(f"invalid --batch-size {args.batch_size}; give a positive number")
     if args.gap_images < 0:
         raise CliError(f"invalid --gap-images {args.gap_images}; give 0 or a positive number")
+    device = resolve_device_flag(args.device)
+    check_output_file(args.json, "--json")
+    check_output_file(args.csv, "--csv")
+    check_output_file(args.confusion_csv, "--confusion-csv")
 
     data = load_data_from_args(args)
     try:
@@ -101,7 +105,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
             data=data,
             limit=args.limit,
             batch_size=args.batch_size,
-            device=args.device,
+            device=device,
             gap_images=args.gap_images,
             use_cache=not args.no_cache,
             progress=ProgressPrinter(),

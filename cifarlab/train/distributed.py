@@ -34,8 +34,13 @@ def resolve_device(requested: str) -> torch.device:
     """Turn a config device (``auto``, ``cpu``, ``mps``, ``cuda``, ``cuda:N``) into a device.
 
     Raises:
-        ValueError: if the requested accelerator is not available here.
+        ValueError: if ``requested`` is not one of those forms, or the requested accelerator is
+            not available here.
     """
+    from cifarlab.train.config import _DEVICE_PATTERN
+
+    if not isinstance(requested, str) or not _DEVICE_PATTERN.match(requested):
+        raise ValueError(f"invalid device={requested!r}: expected auto, cpu, mps, cuda or cuda:N")
     if requested == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
