@@ -15,6 +15,7 @@ from cifarlab.models.transfer import TORCHVISION_MODELS, weights_path
 from cifarlab.train import MONITORS, OPTIMIZERS, SCHEDULES, TrainConfig
 from cifarlab.train.config import MAX_OFFLINE_COPIES
 from ui.common import DataError, current_data_source, load_data, page_header, page_link, show_error
+from ui.markdown import escape_markdown
 from ui.training import (
     ACTIVE_CHECKPOINT_KEY,
     describe_config,
@@ -268,9 +269,14 @@ def draw_data_section() -> dict[str, Any]:
         help="a class-balanced subset of the training split, for quick classroom runs",
     )
     if use_subset:
+        # The subset comes out of the training split: the training images less the validation ones.
+        max_subset = max(10, training_split_size(int(st.session_state["train_val_size"])))
+        if st.session_state["train_subset"] > max_subset:
+            st.session_state["train_subset"] = max_subset
         fields["train_subset"] = st.number_input(
-            "Training images", min_value=10, max_value=50_000, step=500,
+            "Training images", min_value=10, max_value=max_subset, step=500,
             key="train_subset", persist_state=KEEP,
+            help=f"up to {max_subset:,}, the size of the training split",
         )
     else:
         fields["train_subset"] = None
@@ -358,6 +364,15 @@ def resolved_device(device: str) -> str:
     if torch.backends.mps.is_available():
         return "mps"
     return "cpu"
+
+
+def training_split_size(val_size: int) -> int:
+    """Return the training images left after ``val_size`` are held out (50,000 less without data)."""
+    try:
+        data = load_data()
+    except DataError:
+        return max(0, 50_000 - val_size)
+    return max(0, data.num_train - val_size)
 
 
 def training_image_count(fields: dict[str, Any]) -> int | None:
@@ -458,7 +473,7 @@ def start(config: TrainConfig) -> None:
         run = runs.start_run(config)
     except runs.RunActiveError as error:
         st.session_state[SHOWN_RUN_KEY] = error.active.run_id
-        st.error(f"Not started: {error}.", icon=":material/block:")
+        st.error(f"Not started: {escape_markdown(error)}.", icon=":material/block:")
         return
     except runs.RunError as error:
         show_error(error)

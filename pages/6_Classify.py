@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import numpy as np
 import streamlit as st
 
@@ -17,6 +19,7 @@ from cifarlab.imageio import (
     load_image_for_model,
 )
 from ui.common import DataError, enlarge, load_data, page_header, show_error
+from ui.markdown import escape_markdown
 from ui.reports import (
     choose_checkpoint,
     load_model,
@@ -35,6 +38,8 @@ FIT_LABELS = {
 }
 DISPLAY_SCALE = 8
 TOP_K = 5
+# Session-state key of the digest of the image that Grad-CAM last explained.
+CAM_IMAGE_KEY = "classify_cam_image"
 
 
 def hex_to_rgb(color: str) -> tuple[int, int, int]:
@@ -120,6 +125,11 @@ def draw_prediction(names: list[str], probabilities: np.ndarray, label: int | No
 
 def draw_grad_cam(model, image: np.ndarray, names: list[str], probabilities: np.ndarray) -> None:
     top = [int(index) for index in np.argsort(-probabilities, kind="stable")[:TOP_K]]
+    # A new image starts with its own top class, not the class picked for the previous image.
+    image_digest = hashlib.sha256(np.ascontiguousarray(image).tobytes()).hexdigest()
+    if st.session_state.get(CAM_IMAGE_KEY) != image_digest:
+        st.session_state[CAM_IMAGE_KEY] = image_digest
+        st.session_state["classify_cam_class"] = top[0]
     explained = st.selectbox(
         "Explain the class",
         top,
@@ -130,7 +140,7 @@ def draw_grad_cam(model, image: np.ndarray, names: list[str], probabilities: np.
     try:
         result = grad_cam(model, image, explained)
     except GradCamError as error:
-        st.info(str(error), icon=":material/info:")
+        st.info(escape_markdown(error), icon=":material/info:")
         return
     st.image(overlay(image, result.heatmap, alpha=alpha, scale=DISPLAY_SCALE), output_format="PNG")
     if result.heatmap.max() == 0:

@@ -280,6 +280,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from cifarlab.train import train
+    from cifarlab.train.dataset import TrainSubsetTooLargeError
 
     config, from_resume = build_config(args)
     if args.print_config:
@@ -293,6 +294,10 @@ def run(args: argparse.Namespace) -> int:
     else:
         out = _default_out(config.arch)
     log = args.log or _default_log(out or _resumed_checkpoint(args.resume))
+    # Checked before training, so a bad path fails at once instead of after the last epoch.
+    if out is not None:
+        _check_output_path(out, "--out", suffix=".pt")
+    _check_output_path(log, "--log")
 
     rank = int(os.environ.get("RANK", "0"))
     display = _Progress(sys.stderr, enabled=rank == 0)
@@ -311,6 +316,12 @@ def run(args: argparse.Namespace) -> int:
             checkpoint_path=out,
             log_path=log if rank == 0 else None,
         )
+    except TrainSubsetTooLargeError as error:
+        display.finish_line()
+        raise CliError(
+            f"--train-subset {error.train_subset} is larger than the {error.split_size:,} images of "
+            f"the training split; choose up to {error.split_size} or leave it out"
+        ) from None
     except ValueError as error:
         display.finish_line()
         raise CliError(str(error)) from None
@@ -326,6 +337,26 @@ def run(args: argparse.Namespace) -> int:
     if rank == 0:
         display.summary(result, log)
     return 0
+
+
+def _check_output_path(path: Path, flag: str, *, suffix: str | None = None) -> None:
+    """Raise CliError unless ``path`` names a file that can be written, without writing anything.
+
+    Missing parent folders are allowed (training creates them) when their nearest existing
+    ancestor is a writable folder.
+    """
+    if path.is_dir():
+        name = "model.pt" if suffix == ".pt" else "train.log.jsonl"
+        raise CliError(f"invalid {flag} {path}: it is a folder; give a file path such as {path / name}")
+    if suffix is not None and path.suffix.lower() != suffix:
+        raise CliError(f"invalid {flag} {path}: the file name must end in {suffix}, e.g. {path.with_name(path.name + suffix)}")
+    ancestor = path.absolute().parent
+    while not ancestor.exists():
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise CliError(f"invalid {flag} {path}: {ancestor} is a file, so the folder cannot be created; choose another path")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise CliError(f"invalid {flag} {path}: the folder {ancestor} is not writable; choose another path")
 
 
 def _resumed_checkpoint(resume: Path) -> Path:

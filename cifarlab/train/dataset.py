@@ -37,6 +37,18 @@ class TrainingData:
         }
 
 
+class TrainSubsetTooLargeError(ValueError):
+    """``train_subset`` asks for more images than the training split contains."""
+
+    def __init__(self, train_subset: int, split_size: int):
+        self.train_subset = train_subset
+        self.split_size = split_size
+        super().__init__(
+            f"invalid train_subset={train_subset}: it is larger than the {split_size:,} images of "
+            f"the training split; choose up to {split_size} or leave it out"
+        )
+
+
 def prepare_data(config: TrainConfig, data: Any, device: torch.device) -> TrainingData:
     """Split ``data`` as the config sets out, add offline copies and move every part to ``device``.
 
@@ -71,7 +83,9 @@ def prepare_data(config: TrainConfig, data: Any, device: torch.device) -> Traini
     notes: list[str] = []
     train_idx, val_idx, split = _split(config, train_labels.numpy())
     if config.train_subset is not None:
-        if config.train_subset >= len(train_idx):
+        if config.train_subset > len(train_idx):
+            raise TrainSubsetTooLargeError(config.train_subset, len(train_idx))
+        if config.train_subset == len(train_idx):
             notes.append(
                 f"train_subset={config.train_subset} is not below the {len(train_idx)} images of "
                 "the training split, so all of them are used"

@@ -31,18 +31,22 @@ class RecordSink:
     Every record gets ``event`` and ``time`` (Unix seconds). Each line is flushed as it is
     written, so a reader tailing the log gets progress at once. The log is truncated when a new
     run starts and appended to when a run resumes.
+
+    The log is opened by the ``start`` record, so a run rejected during set-up (invalid data or
+    config) leaves no log file. Records emitted before ``start`` go to the callback only.
     """
 
     def __init__(self, callback: Callback | None, log_path: str | os.PathLike | None, *, append: bool):
         self._callback = callback
         self._file = None
-        if log_path is not None:
-            path = Path(log_path)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self._file = open(path, "a" if append else "w", encoding="utf-8")
+        self._path = Path(log_path) if log_path is not None else None
+        self._append = append
 
     def emit(self, event: str, **fields: Any) -> dict[str, Any]:
         record = _json_safe({"event": event, "time": round(time.time(), 3), **fields})
+        if self._file is None and self._path is not None and event == "start":
+            self._path.parent.mkdir(parents=True, exist_ok=True)
+            self._file = open(self._path, "a" if self._append else "w", encoding="utf-8")
         if self._file is not None:
             self._file.write(json.dumps(record, allow_nan=False) + "\n")
             self._file.flush()
