@@ -10,7 +10,7 @@ from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from cifarlab.data import CLASSES
-from ui.common import enlarge
+from ui.common import app_threads, enlarge
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 # The first run in a fresh cache decodes the bundled archive, which takes tens of seconds.
@@ -234,3 +234,16 @@ def test_enlarge_rejects_bad_input():
         enlarge(np.zeros((3, 4, 4), np.uint8), 0)
     with pytest.raises(ValueError, match=r"expected an image of shape"):
         enlarge(np.zeros((4, 4), np.uint8), 2)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [(None, 1), ("1", 1), ("4", 4), ("0", 1), ("-2", 1), ("two", 1), ("", 1)],
+)
+def test_app_threads_from_environment(value, expected, monkeypatch):
+    if value is None:
+        monkeypatch.delenv("CIFARLAB_APP_THREADS", raising=False)
+    else:
+        monkeypatch.setenv("CIFARLAB_APP_THREADS", value)
+
+    assert app_threads() == expected
