@@ -155,7 +155,10 @@ def test_curves_chart_skips_invalid_history():
 def test_escape_markdown_keeps_text_literal():
     from ui.markdown import escape_markdown
 
-    assert escape_markdown("32+2*4 = _x_") == r"32\+2\*4 \= \_x\_"
+    assert escape_markdown("32+2*4 = _x_") == r"32+2\*4 = \_x\_"
+    assert escape_markdown("invalid train_subset=0") == "invalid train_subset=0"
+    assert escape_markdown("costs $5 or ~3 `x`") == r"costs \$5 or \~3 \`x\`"
+    assert escape_markdown("C:\\data") == r"C:\\data"
 
 
 def test_attack_text_singular_generation():

@@ -251,6 +251,22 @@ def test_classify_explains_chosen_class(evaluated):
     assert any(f"score of **{CLASSES[index]}**" in caption for caption in texts(app.caption))
 
 
+def test_classify_new_image_resets_explained_class(evaluated):
+    app = run_page("pages/6_Classify.py")
+    app.segmented_control(key="classify_source").set_value("Pick a test image").run()
+    choice = app.selectbox(key="classify_cam_class")
+    second = CLASSES.index(choice.options[1].split(" (")[0])
+    choice.set_value(second).run()
+    assert app.selectbox(key="classify_cam_class").value == second
+
+    app.number_input(key="classify_test_index").set_value(7).run()
+
+    assert not app.exception
+    choice = app.selectbox(key="classify_cam_class")
+    top = CLASSES.index(choice.options[0].split(" (")[0])
+    assert choice.value == top
+
+
 def test_classify_mlp_has_no_grad_cam(tmp_path, monkeypatch):
     import torch
 

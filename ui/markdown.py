@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import re
-import string
 
-# CommonMark renders a backslash-escaped ASCII punctuation character as itself, so escaping all
-# of them also covers Streamlit's own syntax (":red[...]", "$...$" math, ":material/...:" icons).
-_PUNCTUATION = re.compile("([" + re.escape(string.punctuation) + "])")
+# The characters that turn an error message into formatting: "*" (emphasis, as in "2*4"),
+# "`" (code), "$" (Streamlit's math), "~" (strikethrough), and "_" where it opens or closes
+# emphasis, which is not between two letters or digits: "train_subset" renders literally, so
+# names stay readable in the source text too.
+_SPECIAL = re.compile(r"([*`$~\\]|(?<!\w)_|_(?!\w))")
 
 
 def escape_markdown(text: object) -> str:
-    """Return ``str(text)`` with every Markdown special character backslash-escaped."""
-    return _PUNCTUATION.sub(r"\\\1", str(text))
+    """Return ``str(text)`` with the characters Markdown would format backslash-escaped."""
+    return _SPECIAL.sub(r"\\\1", str(text))
