@@ -73,3 +73,14 @@ def test_shipped_checkpoint_reproduces_accuracy(path: Path, test_slice):
         f"{path.name}: {measured_accuracy:.1f}% on the first {SLICE_SIZE} test images, "
         f"report says {recorded_accuracy:.1f}%"
     )
+
+
+def test_results_page_matches_command(capsys):
+    from cifarlab.cli import main as cli_main
+
+    assert cli_main(["checkpoints", "results"]) == 0
+
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("|")]
+    results_page = (paths.REPO_ROOT / "docs" / "RESULTS.md").read_text()
+    for row in rows:
+        assert row in results_page, f"docs/RESULTS.md lacks this row of 'cifarlab checkpoints results': {row}"
