@@ -498,3 +498,38 @@ def test_models_page_empty(tmp_path, monkeypatch):
 
     assert any("No checkpoints yet" in message for message in texts(app.info))
     assert texts(app.error) == []
+
+
+def test_upload_bad_metadata_rejected(checkpoint_folders, tmp_path):
+    import torch
+
+    _, user = checkpoint_folders
+    source = write_tiny_checkpoint(tmp_path / "source.pt")
+    payload = torch.load(source, weights_only=True)
+    payload["history"] = "notalist"
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    app = open_app(MODELS)
+
+    app.file_uploader(key="models_upload").set_value(("odd.pt", buffer.getvalue(), "application/octet-stream")).run()
+
+    assert not app.exception
+    assert any("history" in error for error in texts(app.error))
+    assert sorted(path.name for path in user.iterdir()) == ["mlp-mine.pt"]
+
+
+def test_train_subset_capped_at_split():
+    app = open_app(TRAIN)
+    app.checkbox(key="train_use_subset").check().run()
+
+    subset = app.number_input(key="train_subset")
+    assert subset.max == 45_000
+    subset.set_value(40_000).run()
+
+    # More validation images leave a smaller training split, so the subset shrinks with it.
+    app.number_input(key="train_val_size").set_value(25_000).run()
+    app.run()
+
+    assert not app.exception
+    assert app.number_input(key="train_subset").max == 25_000
+    assert app.number_input(key="train_subset").value == 25_000
