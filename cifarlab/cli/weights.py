@@ -34,6 +34,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_list(args: argparse.Namespace) -> int:
+    rows = []
     for arch, (_, weights) in TORCHVISION_MODELS.items():
         path = weights_path(weights)
         if not path.is_file():
@@ -47,7 +48,10 @@ def run_list(args: argparse.Namespace) -> int:
                 state = "cached, verified"
         else:
             state = "cached"
-        print(f"{arch:<10} {type(weights).__name__}.{weights.name:<15} {path}  [{state}]")
+        rows.append((arch, f"{type(weights).__name__}.{weights.name}", str(path), f"[{state}]"))
+    widths = [max(len(row[column]) for row in rows) for column in range(3)]
+    for row in rows:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row[:3], widths)) + "  " + row[3])
     return 0
 
 
