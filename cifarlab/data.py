@@ -263,7 +263,7 @@ def load_cifar10(
         archive = Path(path) if path is not None else paths.BUNDLED_ARCHIVE
         _require_file(archive, "the bundled CIFAR-10 archive; restore data/cifar10-jpeg.tar.gz")
         key = _file_digest(archive)
-        description = f"bundled JPEG archive {archive}"
+        description = f"bundled JPEG archive {_display_path(archive)}"
         return _cached(
             cache_root, source, key, description,
             lambda: _decode_image_tree(_read_archive(archive), archive, progress),
@@ -322,6 +322,15 @@ def _require_file(path: Path, what: str) -> None:
 
 
 _ARRAY_NAMES = ("train_images", "train_labels", "test_images", "test_labels")
+
+
+def _display_path(path: Path) -> str:
+    """Return ``path`` relative to the repository when it is inside it, so that reports and
+    checkpoints made on one machine do not show that machine's folders on another."""
+    try:
+        return str(path.resolve().relative_to(paths.REPO_ROOT))
+    except ValueError:
+        return str(path)
 
 
 def _cached(

@@ -643,3 +643,7 @@ def test_tar_damaged_header_reported(tmp_path, cache, tar_format):
     damaged.write_bytes(bytes(raw))
     with pytest.raises(DataError, match=r"damaged.tar is truncated or corrupt \((bad checksum|damaged tar header)"):
         load_cifar10("folder", path=damaged, cache_dir=cache)
+
+
+def test_bundled_description_is_repository_relative(bundled):
+    assert bundled.description == "bundled JPEG archive data/cifar10-jpeg.tar.gz"
