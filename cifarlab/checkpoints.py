@@ -318,9 +318,9 @@ def save_half_precision(
 ) -> HalfPrecisionCheck:
     """Write a float16 copy of a checkpoint, but only if it keeps the accuracy on ``images``.
 
-    Both versions score the uint8 ``images`` (N, 3, 32, 32); the float16 file is the one
-    ``load_checkpoint`` reads back, so the check covers the real round trip. When the accuracy
-    changes, nothing is written and the returned check says by how much.
+    Both versions score the uint8 ``images`` (N, 3, 32, 32). The float16 version is the file
+    that ``load_checkpoint`` reads back, so the check covers the real round trip. When the
+    accuracy changes, nothing is written, and the returned check gives both accuracies.
     """
     source, destination = Path(source), Path(destination)
     if destination.resolve() == source.resolve():

@@ -5,9 +5,8 @@ from __future__ import annotations
 import re
 
 # The characters that turn an error message into formatting: "*" (emphasis, as in "2*4"),
-# "`" (code), "$" (Streamlit's math), "~" (strikethrough), and "_" where it opens or closes
-# emphasis, which is not between two letters or digits: "train_subset" renders literally, so
-# names stay readable in the source text too.
+# "`" (code), "$" (Streamlit's math), "~" (strikethrough), and "_" where it can open or close
+# emphasis. An "_" between two letters or digits never does, so "train_subset" stays unescaped.
 _SPECIAL = re.compile(r"([*`$~\\]|(?<!\w)_|_(?!\w))")
 
 

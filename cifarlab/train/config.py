@@ -78,7 +78,7 @@ class TrainConfig:
     train_subset: int | None = None
     # Offline augmentation: this many augmented copies of every training-split image (after
     # train_subset) are made once with offline_recipe and added before training, so every epoch
-    # sees the same copies. 0 turns it off. Validation and test images are never copied.
+    # trains on the same copies. 0 turns it off. Validation and test images are never copied.
     offline_copies: int = 0
     # The recipe that makes those copies, in the same forms as recipe; None when offline_copies=0.
     offline_recipe: dict[str, Any] | None = None

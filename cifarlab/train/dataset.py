@@ -38,7 +38,7 @@ class TrainingData:
 
 
 class TrainSubsetTooLargeError(ValueError):
-    """``train_subset`` asks for more images than the training split contains."""
+    """Raised when ``train_subset`` is larger than the training split."""
 
     def __init__(self, train_subset: int, split_size: int):
         self.train_subset = train_subset
