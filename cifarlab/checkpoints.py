@@ -324,7 +324,9 @@ def save_half_precision(
     """
     source, destination = Path(source), Path(destination)
     if destination.resolve() == source.resolve():
-        raise CheckpointError(f"write the float16 copy to another file than {source}")
+        raise CheckpointError(
+            f"invalid destination {destination}: it is the source checkpoint; write the float16 copy to another file"
+        )
     original = load_checkpoint(source)
     meta = {key: value for key, value in original.meta.items() if key not in RESERVED_KEYS}
     meta.pop("precision", None)

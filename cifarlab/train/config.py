@@ -14,8 +14,8 @@ OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("onecycle", "cosine", "step", "none")
 MONITORS = ("val_acc", "val_loss")
 
-# Each offline copy adds the whole training split again as uint8 images on the training device:
-# 45,000 images x 3,072 bytes = 138 MB per copy, so 10 copies hold about 1.5 GB, and building
+# Each offline copy adds the whole training split again as uint8 images on the training device,
+# 45,000 images x 3,072 bytes = 138 MB per copy. So 10 copies take about 1.5 GB, and building
 # them briefly needs about twice that in host memory.
 MAX_OFFLINE_COPIES = 10
 
