@@ -244,6 +244,8 @@ def changes_frame(changes: list[PixelChange]) -> pd.DataFrame:
 
 def confidence_chart(history: list[float], class_name: str, max_generations: int) -> alt.Chart:
     """Line chart of the best candidate's tracked-class probability per generation."""
+    # The attack thread appends to ``history`` while the page draws, so work on one snapshot.
+    history = list(history)
     frame = pd.DataFrame({"generation": range(len(history)), "probability": history})
     return (
         alt.Chart(frame)
