@@ -2,6 +2,9 @@
 
 Sections (all by default, or pick with the flags):
 
+- ``--compare-scoring``: the same search with candidates scored by the whole model every time,
+  with the memo of earlier candidates, and with the memo and incremental first layers (the
+  default); says whether all three gave identical results.
 - ``--compare-scipy``: cifarlab's torch differential evolution against
   ``scipy.optimize.differential_evolution`` (``vectorized=True``, ``polish=False``, DE/rand/1,
   F = 0.5, recombination 1.0, the same first population and the same integer decoding and
@@ -50,7 +53,8 @@ from cifarlab.attack import (
     random_pixel_baseline,
     sample_indices,
 )
-from cifarlab.attack.evolution import _fitness, _hits, _initial_population, attack_seed, evaluate_candidates
+from cifarlab.attack.evolution import _fitness, _hits, _initial_population, attack_seed
+from cifarlab.attack.queries import CandidateScorer
 from cifarlab.attack.pixels import VALUES_PER_PIXEL, candidate_bounds, snap_candidates
 from cifarlab.checkpoints import list_checkpoints, load_checkpoint
 from cifarlab.data import load_cifar10
@@ -133,13 +137,18 @@ def scipy_attack(model, image: np.ndarray, label: int, config: AttackConfig, ima
     images = torch.from_numpy(image)[None]
     label_tensor = torch.tensor([label])
     state = {"queries": 0, "success": False}
+    # The same scoring as the torch search (memo and incremental first layers), so the two
+    # differ only in the search loop.
+    scorer = CandidateScorer(
+        model, images, batch_size=config.eval_batch_size, memo=config.memo, incremental=config.incremental
+    )
 
     def objective(vectors: np.ndarray) -> np.ndarray:
         # vectorized=True passes the candidates as columns: shape (values, candidates).
         candidates = snap_candidates(torch.from_numpy(vectors.T).float(), lower, upper)
         owners = torch.zeros(candidates.shape[0], dtype=torch.long)
-        logits = evaluate_candidates(model, images, candidates, owners, config.eval_batch_size)
-        state["queries"] += candidates.shape[0]
+        logits, fresh = scorer.score(candidates, owners)
+        state["queries"] += int(fresh.sum())
         if _hits(logits, label_tensor, targeted=False).any():
             state["success"] = True
         return _fitness(logits, label_tensor, targeted=False).numpy().astype(np.float64)
@@ -248,6 +257,41 @@ def compare_torchattacks(model, data, indices: list[int], config: AttackConfig) 
     return summary
 
 
+# The scoring variants, from the whole model on every candidate to the default.
+SCORING = {
+    "whole model, every candidate": dict(memo=False, incremental=False),
+    "memo": dict(memo=True, incremental=False),
+    "memo + incremental first layers": dict(memo=True, incremental=True),
+}
+
+
+def compare_scoring(model, data, indices: list[int], config: AttackConfig) -> dict:
+    """Time the search with each way of scoring candidates, interleaved per image.
+
+    All variants run the same search; ``identical`` says whether every image got the same
+    status, adversarial image and generations under each of them.
+    """
+    rows = {name: [] for name in SCORING}
+    results = {name: [] for name in SCORING}
+    for index in indices:
+        image, label = np.array(data.test_images[index]), int(data.test_labels[index])
+        for name, scoring in SCORING.items():
+            settings = AttackConfig(**{**config.to_dict(), **scoring})
+            with Clock() as clock:
+                result = attack_image(model, image, label, config=settings, image_id=index)
+            rows[name].append((clock, result.success, result.queries))
+            results[name].append(result)
+    summary = {name: _totals(entries) for name, entries in rows.items()}
+    first, *others = results.values()
+    summary["identical"] = all(
+        a.status == b.status and a.generations == b.generations and np.array_equal(a.adversarial, b.adversarial)
+        for other in others
+        for a, b in zip(first, other)
+    )
+    summary["generations"] = [result.generations for result in first]
+    return summary
+
+
 def live_latency(model, data, indices: list[int], config: AttackConfig) -> dict:
     walls, cpus, successes, queries = [], [], 0, []
     for index in indices:
@@ -343,6 +387,7 @@ def main() -> None:
     parser.add_argument("--prepare-model", action="store_true", help="train the fallback CNN if it is missing, then exit")
     parser.add_argument("--compare-scipy", action="store_true")
     parser.add_argument("--compare-torchattacks", action="store_true")
+    parser.add_argument("--compare-scoring", action="store_true", help="whole-model scoring against the memo and incremental layers")
     parser.add_argument("--live", action="store_true")
     parser.add_argument("--rates", action="store_true")
     parser.add_argument("--json", help="also write every number to this file")
@@ -353,8 +398,8 @@ def main() -> None:
     if args.prepare_model:
         print(prepare_fallback_model())
         return
-    sections = [name for name in ("compare_scipy", "compare_torchattacks", "live", "rates") if getattr(args, name)]
-    sections = sections or ["compare_scipy", "compare_torchattacks", "live", "rates"]
+    names = ("compare_scoring", "compare_scipy", "compare_torchattacks", "live", "rates")
+    sections = [name for name in names if getattr(args, name)] or list(names)
 
     data = load_cifar10()
     config = AttackConfig(pixels=args.pixels, popsize=args.popsize, generations=args.generations, seed=args.seed)
@@ -374,7 +419,9 @@ def main() -> None:
         entry["indices"] = indices
         for section in sections:
             started = time.perf_counter()
-            if section == "compare_scipy":
+            if section == "compare_scoring":
+                entry[section] = compare_scoring(model, data, indices, config)
+            elif section == "compare_scipy":
                 entry[section] = compare_scipy(model, data, indices, config)
             elif section == "compare_torchattacks":
                 entry[section] = compare_torchattacks(model, data, indices, config)

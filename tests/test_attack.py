@@ -177,10 +177,14 @@ def test_model_input_differs_only_at_changed_pixels():
     with torch.no_grad():
         clean = (image[None].float() / 255 - model.mean) / model.std
         adversarial = (torch.from_numpy(result.adversarial)[None].float() / 255 - model.mean) / model.std
-    # The clean image comes first, then every candidate of the search.
+    # The clean image comes first, then every distinct candidate of the search, then the
+    # result, classified alone by the whole model.
     inputs = torch.cat(seen)
-    assert inputs.shape[0] == 1 + result.queries
+    assert inputs.shape[0] == 1 + result.queries + 1
     assert torch.equal(inputs[0], clean[0])
+    assert torch.equal(inputs[-1], adversarial[0])
+    searched = inputs[1:-1].flatten(1)
+    assert torch.unique(searched, dim=0).shape[0] == result.queries
     differs = (inputs != clean).any(dim=1).flatten(1).sum(dim=1)
     assert int(differs.max()) <= 3
 

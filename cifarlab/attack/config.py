@@ -11,7 +11,9 @@ from cifarlab.attack.pixels import PixelChange
 
 # Outcomes of one attack.
 SUCCESS = "success"
-FAILED = "failed"  # the whole budget ran without success
+# The search ended without success: its budget ran out, or its population became one candidate
+# repeated, which differential evolution can only copy.
+FAILED = "failed"
 STOPPED = "stopped"  # a stop request ended the search; the result is the best candidate so far
 MISCLASSIFIED = "misclassified"  # the model already gets the clean image wrong; not attacked
 SKIPPED = "skipped"  # a stop request came before this image's attack began
@@ -48,6 +50,12 @@ class AttackConfig:
     # float rounding, which some convolution kernels do differently for other batch sizes.
     eval_batch_size: int = 400
     seed: int = 0
+    # How candidates are scored (cifarlab.attack.queries); neither changes the search's settings.
+    # memo: a candidate proposed again for the same image is not sent to the model again.
+    memo: bool = True
+    # incremental: recompute only the first-layer outputs a changed pixel reaches, for the
+    # networks that support it (LeNet-5, MLP); a success is always confirmed by the whole model.
+    incremental: bool = True
 
     def __post_init__(self):
         _check_int("pixels", self.pixels, 1, MAX_PIXELS)
@@ -55,6 +63,9 @@ class AttackConfig:
         _check_int("generations", self.generations, 0, 100_000)
         _check_int("eval_batch_size", self.eval_batch_size, 1, 1_000_000)
         _check_int("seed", self.seed, 0, 2**63 - 1)
+        for name in ("memo", "incremental"):
+            if not isinstance(getattr(self, name), bool):
+                raise AttackError(f"invalid {name} {getattr(self, name)!r}: use True or False")
         if not (isinstance(self.mutation, (int, float)) and 0.0 < self.mutation <= 2.0):
             raise AttackError(f"invalid mutation {self.mutation!r}: use a number in (0, 2]; the paper uses 0.5")
         if not (isinstance(self.crossover, (int, float)) and 0.0 <= self.crossover <= 1.0):
@@ -62,7 +73,7 @@ class AttackConfig:
 
     @property
     def max_queries(self) -> int:
-        """Model queries of a search that runs its whole budget."""
+        """Candidates a search that runs its whole budget scores; with the memo, an upper bound on its queries."""
         return self.popsize * (self.generations + 1)
 
     def to_dict(self) -> dict[str, Any]:
@@ -81,8 +92,9 @@ class AttackResult:
 
     ``adversarial`` is the ``uint8`` image ``(3, H, W)`` whose probabilities are
     ``probs_after``: the model classified exactly this image. ``changed`` lists the pixels where
-    it differs from ``original``. ``queries`` counts the candidate images the model classified
-    during the search (the clean image's own evaluation is not included). For a search that ended
+    it differs from ``original``. ``queries`` counts the distinct candidate images the model
+    classified during the search; a candidate the search proposes again is scored from memory
+    and not counted again (the clean image's own evaluation is not included either). For a search that ended
     without success, ``adversarial`` is the best candidate found.
     """
 

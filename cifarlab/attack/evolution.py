@@ -47,7 +47,8 @@ import torch
 from torch import nn
 
 from cifarlab.attack.config import FAILED, STOPPED, SUCCESS, AttackConfig, ProgressCallback, StopRequest
-from cifarlab.attack.pixels import VALUES_PER_PIXEL, apply_pixels, candidate_bounds, snap_candidates
+from cifarlab.attack.pixels import VALUES_PER_PIXEL, candidate_bounds, snap_candidates
+from cifarlab.attack.queries import CandidateScorer, evaluate_candidates
 
 logger = logging.getLogger(__name__)
 
@@ -86,21 +87,28 @@ def evolve(
     dims = VALUES_PER_PIXEL * pixels
     lower, upper = candidate_bounds(height, width, pixels)
     generators = [torch.Generator().manual_seed(seed) for seed in seeds]
+    scorer = CandidateScorer(
+        model, images, batch_size=config.eval_batch_size, memo=config.memo, incremental=config.incremental
+    )
     started = time.perf_counter()
 
     population = torch.stack(
         [_initial_population(generator, popsize, pixels, height, width) for generator in generators]
     )
     owners = torch.arange(count).repeat_interleave(popsize)
-    logits = evaluate_candidates(model, images, population.view(-1, dims), owners, config.eval_batch_size)
+    logits, fresh = scorer.score(population.view(-1, dims), owners)
     logits = logits.view(count, popsize, -1)
     fitness = _fitness(logits, classes[:, None], targeted)
 
-    queries = [popsize] * count
+    queries = fresh.view(count, popsize).sum(dim=1).tolist()
     generations = [0] * count
     histories: list[list[float]] = [[] for _ in range(count)]
     finished: list[_Outcome | None] = [None] * count
-    _settle(range(count), population, logits, fitness, classes, targeted, finished, queries, generations, started)
+    for image in range(count):
+        finished[image] = _success(
+            scorer, image, population[image], logits[image], fitness[image], classes, targeted,
+            generations=0, queries=queries[image], started=started,
+        )
     _record(range(count), logits, fitness, classes, histories, finished)
     _report(callback, 0, config, logits, fitness, classes, queries, finished, histories, started)
 
@@ -117,28 +125,21 @@ def evolve(
         )
         trials = snap_candidates(trials, lower, upper)
         trial_owners = torch.tensor(searching).repeat_interleave(popsize)
-        trial_logits = evaluate_candidates(model, images, trials.view(-1, dims), trial_owners, config.eval_batch_size)
+        trial_logits, fresh = scorer.score(trials.view(-1, dims), trial_owners)
         trial_logits = trial_logits.view(len(searching), popsize, -1)
         trial_fitness = _fitness(trial_logits, classes[searching][:, None], targeted)
+        fresh = fresh.view(len(searching), popsize).sum(dim=1).tolist()
 
         # A child that reaches the goal ends its image's search even when its fitness is not
         # better than its parent's (another class can overtake the true one while the true
         # class's probability rises).
-        hits = _hits(trial_logits, classes[searching][:, None], targeted)
         for slot, image in enumerate(searching):
-            queries[image] += popsize
+            queries[image] += fresh[slot]
             generations[image] = generation
-            if hits[slot].any():
-                best = torch.where(hits[slot], trial_fitness[slot], math.inf).argmin()
-                finished[image] = _Outcome(
-                    candidate=trials[slot, best].clone(),
-                    logits=trial_logits[slot, best].clone(),
-                    fitness=float(trial_fitness[slot, best]),
-                    status=SUCCESS,
-                    generations=generation,
-                    queries=queries[image],
-                    seconds=time.perf_counter() - started,
-                )
+            finished[image] = _success(
+                scorer, image, trials[slot], trial_logits[slot], trial_fitness[slot], classes, targeted,
+                generations=generation, queries=queries[image], started=started,
+            )
 
         better = trial_fitness < fitness[searching]
         index = torch.tensor(searching)
@@ -146,41 +147,75 @@ def evolve(
         fitness[index] = torch.where(better, trial_fitness, fitness[index])
         logits[index] = torch.where(better[..., None], trial_logits, logits[index])
 
+        # DE/rand/1 makes every child from differences of candidates, so a population of one
+        # candidate repeated can only copy it: the rest of the budget could not change the
+        # result, and the search ends here.
+        for image in searching:
+            if finished[image] is None and bool((population[image] == population[image, :1]).all()):
+                finished[image] = _best(
+                    scorer, image, population[image], fitness[image], classes, targeted, FAILED,
+                    generations=generation, queries=queries[image], started=started,
+                )
         _record(searching, logits, fitness, classes, histories, finished)
         _report(callback, generation, config, logits, fitness, classes, queries, finished, histories, started)
 
     stopped = stop is not None and stop.is_set()
     for image in range(count):
         if finished[image] is None:
-            best = fitness[image].argmin()
-            finished[image] = _Outcome(
-                candidate=population[image, best].clone(),
-                logits=logits[image, best].clone(),
-                fitness=float(fitness[image, best]),
-                status=STOPPED if stopped and generations[image] < config.generations else FAILED,
-                generations=generations[image],
-                queries=queries[image],
-                seconds=time.perf_counter() - started,
+            status = STOPPED if stopped and generations[image] < config.generations else FAILED
+            finished[image] = _best(
+                scorer, image, population[image], fitness[image], classes, targeted, status,
+                generations=generations[image], queries=queries[image], started=started,
             )
         finished[image].history = histories[image]
     return list(finished)
 
 
-def _settle(images, population, logits, fitness, classes, targeted, finished, queries, generations, started) -> None:
-    """Finish every image of ``images`` whose current population already contains a success."""
-    for image in images:
-        hits = _hits(logits[image], classes[image], targeted)
-        if finished[image] is None and hits.any():
-            best = torch.where(hits, fitness[image], math.inf).argmin()
-            finished[image] = _Outcome(
-                candidate=population[image, best].clone(),
-                logits=logits[image, best].clone(),
-                fitness=float(fitness[image, best]),
+def _success(
+    scorer, image, candidates, logits, fitness, classes, targeted, *, generations, queries, started
+) -> _Outcome | None:
+    """Return the fittest candidate that reaches the goal, confirmed by the whole model, or None.
+
+    The scorer's logits may be incremental; a candidate counts only when the whole model,
+    classifying its image alone, agrees, and the outcome keeps that pass's logits.
+    """
+    hits = _hits(logits, classes[image], targeted)
+    if not hits.any():
+        return None
+    order = torch.where(hits, fitness, math.inf).argsort()[: int(hits.sum())]
+    for row in order.tolist():
+        confirmed = scorer.reference(candidates[row][None], torch.tensor([image]))[0]
+        if bool(_hits(confirmed, classes[image], targeted)):
+            scorer.forget(image)
+            return _Outcome(
+                candidate=candidates[row].clone(),
+                logits=confirmed,
+                fitness=float(_fitness(confirmed, classes[image], targeted)),
                 status=SUCCESS,
-                generations=generations[image],
-                queries=queries[image],
+                generations=generations,
+                queries=queries,
                 seconds=time.perf_counter() - started,
             )
+        logger.warning("image %d: a candidate passed incremental scoring but not the whole model", image)
+    return None
+
+
+def _best(
+    scorer, image, population, fitness, classes, targeted, status, *, generations, queries, started
+) -> _Outcome:
+    """Return the population's fittest candidate, with the whole model's logits, as ``status``."""
+    best = int(fitness.argmin())
+    confirmed = scorer.reference(population[best][None], torch.tensor([image]))[0]
+    scorer.forget(image)
+    return _Outcome(
+        candidate=population[best].clone(),
+        logits=confirmed,
+        fitness=float(_fitness(confirmed, classes[image], targeted)),
+        status=status,
+        generations=generations,
+        queries=queries,
+        seconds=time.perf_counter() - started,
+    )
 
 
 def _record(images, logits, fitness, classes, histories, finished) -> None:
@@ -257,25 +292,6 @@ def _distinct_partners(popsize: int, generator: torch.Generator) -> torch.Tensor
         picks.append(draw)
         excluded = torch.cat([excluded, draw[:, None]], dim=1)
     return torch.stack(picks, dim=1)
-
-
-def evaluate_candidates(
-    model: nn.Module,
-    images: torch.Tensor,
-    candidates: torch.Tensor,
-    owners: torch.Tensor,
-    batch_size: int,
-) -> torch.Tensor:
-    """Return the logits, on the CPU, of each candidate written into its owner's image."""
-    device = images.device
-    outputs = []
-    with torch.inference_mode():
-        for start in range(0, candidates.shape[0], batch_size):
-            chunk = slice(start, start + batch_size)
-            perturbed = apply_pixels(images[owners[chunk].to(device)], candidates[chunk])
-            logits = model(perturbed.float().div_(255.0))
-            outputs.append(logits.float().cpu())
-    return torch.cat(outputs)
 
 
 def _fitness(logits: torch.Tensor, classes: torch.Tensor, targeted: bool) -> torch.Tensor:

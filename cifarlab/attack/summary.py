@@ -36,7 +36,8 @@ from cifarlab.attack.config import (
     ProgressCallback,
     StopRequest,
 )
-from cifarlab.attack.evolution import evaluate_candidates, model_device, predict_logits
+from cifarlab.attack.evolution import model_device, predict_logits
+from cifarlab.attack.queries import evaluate_candidates
 from cifarlab.attack.images import as_image_batch, attack_images, check_model
 from cifarlab.attack.pixels import VALUES_PER_PIXEL
 

@@ -57,6 +57,17 @@ class LeNet5(nn.Module):
         logits = self.head(x)
         return logits
 
+    def stem_and_rest(self) -> tuple[nn.Sequential, nn.Sequential]:
+        """Split the network into ``stem`` and ``rest`` with ``rest(stem(x)) == self(x)``.
+
+        The stem (first convolution and pooling) sees each input pixel through a 6 x 6
+        receptive field, so the few-pixel attack can recompute it on a small crop around a
+        changed pixel instead of on the whole image (`cifarlab.attack.queries`).
+        """
+        stem = nn.Sequential(self.conv1, self.pool1)
+        rest = nn.Sequential(self.conv2, self.pool2, self.flatten, self.fc1, self.fc2, self.head)
+        return stem, rest
+
 
 def build_lenet(num_classes: int, options: dict[str, Any], fetch_weights: bool) -> Classifier:
     net = LeNet5(num_classes, options["activation"], options["pooling"])

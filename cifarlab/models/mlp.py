@@ -51,6 +51,18 @@ class MLP(nn.Module):
         logits = self.head(x)
         return logits
 
+    def stem_and_rest(self) -> tuple[nn.Sequential, nn.Sequential]:
+        """Split the network into ``stem`` and ``rest`` with ``rest(stem(x)) == self(x)``.
+
+        The stem is the flattening and the first linear layer, where a changed pixel adds three
+        weight columns to the output, so the few-pixel attack can update it instead of
+        recomputing it (`cifarlab.attack.queries`).
+        """
+        first, *others = self.hidden1
+        stem = nn.Sequential(self.flatten, first)
+        rest = nn.Sequential(*others, self.hidden2, self.hidden3, self.hidden4, self.head)
+        return stem, rest
+
 
 def build_mlp(num_classes: int, options: dict[str, Any], fetch_weights: bool) -> Classifier:
     net = MLP(options["widths"], num_classes, options["dropout"], options["batchnorm"])
