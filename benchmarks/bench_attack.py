@@ -18,6 +18,8 @@ Sections (all by default, or pick with the flags):
   time a student waits.
 - ``--rates``: `attack_many` success rates for 1, 3 and 5 pixels on each model, with the
   random-pixel baseline beside them.
+- ``--forward-cost ARCH ...``: the time of one generation's forward pass for registry
+  architectures, trained or not, and the longest a search could take at that rate.
 
 Every section attacks only test images the model classifies correctly, taken in the order of a
 seeded permutation of the test set (`cifarlab.attack.sample_indices`). Models come from
@@ -292,6 +294,33 @@ def compare_scoring(model, data, indices: list[int], config: AttackConfig) -> di
     return summary
 
 
+def forward_cost(archs: list[str], config: AttackConfig, repeats: int = 3) -> dict:
+    """Time one generation's forward pass (``popsize`` candidate images) for each architecture.
+
+    The weights are untrained: the time of a forward pass does not depend on them. Times
+    ``generations + 1`` gives the longest a search can take, before the memo and the early ends.
+    """
+    from cifarlab.models import build_model
+
+    rows = {}
+    images = torch.rand(config.popsize, 3, 32, 32)
+    for arch in archs:
+        model = build_model(arch).eval()
+        with torch.inference_mode():
+            model(images[:2])
+            times = []
+            for _ in range(repeats):
+                started = time.perf_counter()
+                model(images)
+                times.append(time.perf_counter() - started)
+        rows[arch] = {
+            "generation_s": min(times),
+            "full_budget_s": min(times) * (config.generations + 1),
+        }
+        print(f"  {arch}: {json.dumps(rows[arch])}", flush=True)
+    return rows
+
+
 def live_latency(model, data, indices: list[int], config: AttackConfig) -> dict:
     walls, cpus, successes, queries = [], [], 0, []
     for index in indices:
@@ -389,6 +418,12 @@ def main() -> None:
     parser.add_argument("--compare-torchattacks", action="store_true")
     parser.add_argument("--compare-scoring", action="store_true", help="whole-model scoring against the memo and incremental layers")
     parser.add_argument("--live", action="store_true")
+    parser.add_argument(
+        "--forward-cost",
+        nargs="+",
+        metavar="ARCH",
+        help="time one generation's forward pass for these architectures (untrained), then exit",
+    )
     parser.add_argument("--rates", action="store_true")
     parser.add_argument("--json", help="also write every number to this file")
     args = parser.parse_args()
@@ -400,6 +435,13 @@ def main() -> None:
         return
     names = ("compare_scoring", "compare_scipy", "compare_torchattacks", "live", "rates")
     sections = [name for name in names if getattr(args, name)] or list(names)
+
+    config = AttackConfig(pixels=args.pixels, popsize=args.popsize, generations=args.generations, seed=args.seed)
+    if args.forward_cost:
+        report = {"hardware": hardware(), "config": config.to_dict(), "forward_cost": forward_cost(args.forward_cost, config)}
+        if args.json:
+            Path(args.json).write_text(json.dumps(report, indent=1))
+        return
 
     data = load_cifar10()
     config = AttackConfig(pixels=args.pixels, popsize=args.popsize, generations=args.generations, seed=args.seed)

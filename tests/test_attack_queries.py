@@ -62,7 +62,7 @@ def test_stems_split_the_network_exactly():
 
 
 @pytest.mark.parametrize("arch", ["cnn", "alexnet"])
-def test_networks_without_a_stem_split_use_the_whole_model(arch):
+def test_unsplit_networks_use_whole_model(arch):
     model = build_model(arch).eval()
     batch = images(2)
     candidates = random_candidates(8, 1, seed=0)
@@ -213,3 +213,15 @@ def test_perturbed_images_match_apply_pixels_for_the_crops():
     logits, _ = scorer.score(candidates, torch.tensor([0]))
     with torch.no_grad():
         torch.testing.assert_close(logits[0], model(written.float() / 255)[0], rtol=1e-5, atol=1e-5)
+
+
+def test_converged_search_is_described_as_such():
+    from ui.attack import describe_result
+
+    image = np.zeros((3, 4, 4), dtype=np.uint8)
+    config = AttackConfig(popsize=100, generations=1000, seed=0)
+    result = attack_image(CornerNet().eval(), image, 0, config=config)
+    kind, text = describe_result(result, [f"class {index}" for index in range(10)])
+    assert kind == "warning"
+    assert "converged on the same pixel change" in text
+    assert f"after {result.generations} generations" in text

@@ -358,6 +358,12 @@ def describe_result(result: AttackResult, class_names: list[str]) -> tuple[str, 
             f" The model does misclassify it now (as **{class_names[result.pred_after]}**), but a "
             "targeted attack succeeds only on its target."
         )
+    if result.generations < result.config.generations:
+        # The search ended early because every candidate had become the same one.
+        return "warning", (
+            f"Not fooled: every candidate converged on the same pixel change ({cost}), and more "
+            f"generations could only repeat it; {movement}.{fooled_elsewhere}"
+        )
     return "warning", f"Not fooled within the budget ({cost}); {movement}.{fooled_elsewhere}"
 
 

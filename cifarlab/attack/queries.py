@@ -1,7 +1,7 @@
 """Score pixel candidates on the model, with as little compute per candidate as exactness allows.
 
 The search spends nearly all its time in the model's forward pass. This module cuts that cost
-in two ways, and neither changes which image the model is said to classify:
+in two ways, and neither changes which image the model classifies:
 
 - A memo per attacked image. Differential evolution on the integer pixel grid proposes the same
   candidate again and again: on the shipped LeNet-5, a search that runs its whole budget of
@@ -185,7 +185,7 @@ def _incremental_stem(model: nn.Module, images: torch.Tensor) -> "_CropStem | _L
 
 
 def _normalize(images: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
-    """The same arithmetic, step by step, as the model's own input normalization."""
+    """Normalize ``uint8`` values with the same arithmetic, step by step, as the model's own forward pass."""
     return (images.float().div_(255.0) - mean) / std
 
 
@@ -277,7 +277,7 @@ class _CropStem:
         return self.rest(features.permute(0, 3, 1, 2))
 
     def _window_start(self, positions: torch.Tensor) -> torch.Tensor:
-        """First output of the window that holds every output reached from ``positions``."""
+        """Return the first output of the window that contains every output reached from ``positions``."""
         last = torch.clamp(positions // self.jump, max=self.size - 1)
         return torch.clamp(last - self.reach + 1, min=0, max=self.size - self.reach)
 
@@ -343,8 +343,8 @@ class _LinearStem:
         owners = owners.to(device)
         values = candidates.to(device=device, dtype=torch.long).view(candidates.shape[0], -1, VALUES_PER_PIXEL)
         rows, cols, colours = values[..., 0], values[..., 1], values[..., 2:]
-        # When two pixels of a candidate share a position the later one is written; counting
-        # that position once, at its last slot, keeps the sum equal to the image's difference.
+        # When two pixels of a candidate share a position, only the later one is written. So the
+        # position counts once, at its last slot, and the sum equals the image's difference.
         position = rows * self.width + cols
         later = torch.triu(torch.ones(position.shape[1], position.shape[1], dtype=torch.bool, device=device), 1)
         repeated = ((position[:, :, None] == position[:, None, :]) & later).any(dim=2)
