@@ -96,7 +96,16 @@ def test_attack_one_image_live(streamlit_server, page, artifact_dir, attack_chec
 
 def test_stop_button_keeps_best_candidate(streamlit_server, page, artifact_dir, attack_checkpoint):
     open_attack_page(page, streamlit_server, attack_checkpoint["index"])
-    set_number(page, "Population", 4)
+    # A long search: 5 pixels keep the 400 candidates diverse, so neither the memo nor the end
+    # of a converged population shortens it, and a targeted attack on the tiny LeNet's image
+    # rarely succeeds. With 1 pixel or a tiny population, the memo finishes it within a second.
+    slider = page.get_by_role("slider", name="Pixels to change").first
+    slider.focus()
+    for _ in range(4):
+        slider.press("ArrowRight")
+    wait_for_app(page)
+    expect(slider).to_have_attribute("aria-valuetext", "5")
+    set_number(page, "Population", 400)
     set_number(page, "Maximum generations", 1000)
     page.get_by_text("Targeted: one chosen class", exact=True).click()
     wait_for_app(page)
