@@ -47,6 +47,8 @@ _POINTWISE = (
 )
 
 
+# NOTE: the incremental path has run only on the CPU. It uses the same device-agnostic tensor
+# operations on CUDA, but no GPU was available to test it there.
 class CandidateScorer:
     """The logits of candidates written into a batch of attacked images.
 
