@@ -189,17 +189,15 @@ def _success(
     for row in order.tolist():
         confirmed = scorer.reference(candidates[row][None], torch.tensor([image]))[0]
         if bool(_hits(confirmed, classes[image], targeted)):
-            scorer.forget(image)
-            return _Outcome(
-                candidate=candidates[row].clone(),
-                logits=confirmed,
-                fitness=float(_fitness(confirmed, classes[image], targeted)),
-                status=SUCCESS,
-                generations=generations,
-                queries=queries,
-                seconds=time.perf_counter() - started,
+            return _conclude(
+                scorer, image, candidates[row], confirmed, classes, targeted, SUCCESS,
+                generations=generations, queries=queries, started=started,
             )
-        logger.warning("image %d: a candidate passed incremental scoring but not the whole model", image)
+        logger.warning(
+            "image %d: a candidate that succeeded in batched scoring failed when the whole model "
+            "classified it alone; the search goes on",
+            image,
+        )
     return None
 
 
@@ -207,13 +205,23 @@ def _best(
     scorer, image, population, fitness, classes, targeted, status, *, generations, queries, started
 ) -> _Outcome:
     """Return the population's fittest candidate, with the whole model's logits, as ``status``."""
-    best = int(fitness.argmin())
-    confirmed = scorer.reference(population[best][None], torch.tensor([image]))[0]
+    candidate = population[int(fitness.argmin())]
+    confirmed = scorer.reference(candidate[None], torch.tensor([image]))[0]
+    return _conclude(
+        scorer, image, candidate, confirmed, classes, targeted, status,
+        generations=generations, queries=queries, started=started,
+    )
+
+
+def _conclude(
+    scorer, image, candidate, logits, classes, targeted, status, *, generations, queries, started
+) -> _Outcome:
+    """End an image's search with ``candidate`` and the whole model's ``logits`` for it."""
     scorer.forget(image)
     return _Outcome(
-        candidate=population[best].clone(),
-        logits=confirmed,
-        fitness=float(_fitness(confirmed, classes[image], targeted)),
+        candidate=candidate.clone(),
+        logits=logits,
+        fitness=float(_fitness(logits, classes[image], targeted)),
         status=status,
         generations=generations,
         queries=queries,
