@@ -142,7 +142,9 @@ def attack_settings(label: int, class_names: list[str]) -> tuple[AttackConfig | 
         return None, target
     st.caption(
         f"At most {config.max_queries:,} model queries: {config.popsize} candidates in each of up to "
-        f"{config.generations + 1} populations. The search stops at the first success."
+        f"{config.generations + 1} populations. The search stops at the first success, or when "
+        "every candidate has become the same one. A candidate proposed again is not sent to the "
+        "model again, so it counts as one query."
     )
     return config, target
 
