@@ -13,7 +13,7 @@ import urllib.request
 import pytest
 
 from cifarlab.data import CLASSES
-from conftest import REPO_ROOT
+from conftest import REPO_ROOT, StreamlitServer
 
 pytestmark = pytest.mark.browser
 
@@ -103,6 +103,31 @@ def test_every_page_opens_without_traceback(streamlit_server, page):
         wait_until_idle(page)
         assert page.locator("[data-testid='stException']").count() == 0, path.name
     assert "Traceback" not in streamlit_server.log()
+
+
+@pytest.fixture
+def fresh_server(artifact_dir):
+    """Start a server that no browser has visited yet."""
+    server = StreamlitServer(artifact_dir / "streamlit-page-link-server.log", {**os.environ, "PYTHONUNBUFFERED": "1"})
+    try:
+        server.wait_until_healthy()
+        yield server
+    finally:
+        server.stop()
+
+
+def test_first_visit_by_page_link_keeps_app_sidebar(fresh_server, page, artifact_dir):
+    """A page opened by its link before anyone opens Home still runs through st.navigation."""
+    page.goto(f"{fresh_server.url}/Models")
+    page.wait_for_selector("[data-testid='stMain'] [data-testid='stHeading']", timeout=180_000)
+    wait_until_idle(page)
+    page.screenshot(path=str(artifact_dir / "first-visit-models.png"))
+
+    sidebar = page.locator("[data-testid='stSidebarNav']").inner_text()
+    assert "Home" in sidebar
+    assert "streamlit app" not in sidebar
+    assert page.locator("[data-testid='stException']").count() == 0
+    assert "Traceback" not in fresh_server.log()
 
 
 # ---------------------------------------------------------------------------------------------

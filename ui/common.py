@@ -45,6 +45,31 @@ def app_threads() -> int:
 # Set once, when the first page imports this module.
 torch.set_num_threads(app_threads())
 
+
+def leave_pages_directory_mode() -> None:
+    """Rerun through ``st.navigation`` when Streamlit ran a page in its older multipage mode.
+
+    Because ``pages/`` exists, Streamlit 1.67 starts the server in its older multipage mode: a
+    link to a page runs that page's script alone, under a sidebar built from file names
+    ("streamlit app", no icons), until some session opens the home page and ``st.navigation``
+    switches the whole server over. Switching here, on the first page run, and rerunning sends
+    every run through ``streamlit_app.py``, whichever page a student opens first.
+    """
+    # NOTE: PagesManager.uses_pages_directory is Streamlit's internal flag for that mode (the
+    # one st.navigation clears); without it the first visitor may see the older sidebar.
+    from streamlit.runtime.pages_manager import PagesManager
+    from streamlit.runtime.scriptrunner import get_script_run_ctx
+
+    if get_script_run_ctx() is None or not getattr(PagesManager, "uses_pages_directory", False):
+        return
+    log.info("leaving Streamlit's pages-directory mode; rerunning through st.navigation")
+    PagesManager.uses_pages_directory = False
+    st.rerun()
+
+
+# Every page imports this module, so the first page run of the server makes the switch.
+leave_pages_directory_mode()
+
 DATA_SOURCE_KEY = "data_source"
 DEFAULT_DATA_SOURCE = {"source": "bundled", "path": None}
 
