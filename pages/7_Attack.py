@@ -51,7 +51,8 @@ SINGLE_JOB = "attack_job"
 BATCH_JOB = "attack_batch_job"
 PICK_MODES = ("By class", "By index", "Random", "Upload")
 GOALS = ("Untargeted: any wrong class", "Targeted: one chosen class")
-GALLERY_COLUMNS = 4
+# Each pair is 264 px wide (two 32 px images at 4x); three fit a column of the 1,400 px layout.
+GALLERY_COLUMNS = 3
 GALLERY_LIMIT = 24
 
 
@@ -426,7 +427,7 @@ def batch_frame(outcomes: list[dict]) -> pd.DataFrame:
                 "clean accuracy": summary.clean_accuracy,
                 "attack success rate": summary.success_rate,
                 "accuracy under attack": summary.accuracy_under_attack,
-                "mean queries": summary.mean_queries,
+                "mean queries": None if summary.mean_queries is None else round(summary.mean_queries),
                 "random pixels fooled": baseline.fooled_rate if baseline else None,
                 "complete": summary.complete,
             }

@@ -85,7 +85,7 @@ def test_device_checked_before_loading(tiny_checkpoint, capsys, command, device)
 
     error = capsys.readouterr().err
     assert code == 2
-    assert f"invalid device={device!r}" in error
+    assert f"invalid --device {device}:" in error
     assert "torch.save" not in error
 
 
@@ -173,3 +173,28 @@ def test_attack_text_singular_generation():
     _, text = describe_result(result, ["cat", "dog"])
 
     assert "after 1 generation," in text
+
+
+@pytest.mark.parametrize("command", ["attack", "evaluate"])
+def test_checkpoint_folder_named_as_folder(tmp_path, capsys, command):
+    folder = tmp_path / "model.pt"
+    folder.mkdir()
+
+    code = main([command, "--checkpoint", str(folder)])
+
+    error = capsys.readouterr().err
+    assert code == 2
+    assert f"invalid --checkpoint {folder}: it is a folder" in error
+
+
+def test_unwritable_json_folder_rejected_before_attack(tiny_checkpoint, capsys, monkeypatch):
+    """Running as root, a read-only mode does not stop writes, so /proc stands in for one."""
+    import cifarlab.attack
+
+    monkeypatch.setattr(cifarlab.attack, "attack_many", lambda *args, **kwargs: pytest.fail("attack ran"))
+
+    code = main(["attack", "--checkpoint", tiny_checkpoint, "--n", "1", "--json", "/proc/cifarlab-report.json"])
+
+    error = capsys.readouterr().err
+    assert code == 2
+    assert "invalid --json /proc/cifarlab-report.json: files cannot be written in /proc" in error

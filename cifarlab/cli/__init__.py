@@ -12,6 +12,7 @@ import importlib
 import logging
 import os
 import sys
+import tempfile
 from pathlib import Path
 
 from cifarlab import __version__
@@ -34,7 +35,19 @@ def resolve_device_flag(value: str) -> str:
     try:
         return str(resolve_device(value))
     except ValueError as error:
-        raise CliError(str(error)) from None
+        # resolve_device words its message for Python callers (device='cpu'); name the flag.
+        reason = str(error).split(": ", 1)[-1].replace("device='cpu' or 'auto'", "--device cpu or auto")
+        raise CliError(f"invalid --device {value}: {reason}") from None
+
+
+def check_checkpoint_file(value: str | os.PathLike) -> Path:
+    """Return ``value`` as a path, or raise CliError unless it names an existing file."""
+    path = Path(value)
+    if path.is_dir():
+        raise CliError(f"invalid --checkpoint {path}: it is a folder; give the path of a .pt checkpoint file")
+    if not path.is_file():
+        raise CliError(f"checkpoint {path} not found; list them with 'cifarlab checkpoints list'")
+    return path
 
 
 def check_output_file(value: str | os.PathLike | None, flag: str) -> None:
@@ -50,6 +63,15 @@ def check_output_file(value: str | os.PathLike | None, flag: str) -> None:
     parent = path.absolute().parent
     if not parent.is_dir():
         raise CliError(f"invalid {flag} {path}: the folder {parent} does not exist; create it first or choose another path")
+    # Writing a scratch file is the only reliable test: permission bits say nothing about
+    # read-only mounts or special file systems such as /proc.
+    try:
+        with tempfile.NamedTemporaryFile(dir=parent, prefix=f".{path.name}.", suffix=".check"):
+            pass
+    except OSError as error:
+        raise CliError(
+            f"invalid {flag} {path}: files cannot be written in {parent} ({error.strerror}); choose another folder"
+        ) from None
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -19,10 +19,9 @@ import json
 import signal
 import sys
 import threading
-from pathlib import Path
 from typing import Any
 
-from cifarlab.cli import CliError, check_output_file, resolve_device_flag
+from cifarlab.cli import CliError, check_checkpoint_file, check_output_file, resolve_device_flag
 from cifarlab.cli.data import add_data_arguments, load_data_from_args
 
 
@@ -124,9 +123,7 @@ def run_attack(args: argparse.Namespace) -> int:
     from cifarlab.checkpoints import CheckpointError, load_checkpoint
     from cifarlab.evaluate.report import EvaluationError, select_split, write_text_atomic
 
-    path = Path(args.checkpoint)
-    if not path.is_file():
-        raise CliError(f"checkpoint {path} not found; list them with 'cifarlab checkpoints list'")
+    path = check_checkpoint_file(args.checkpoint)
     if args.images_per_batch < 1:
         raise CliError(f"invalid --images-per-batch {args.images_per_batch}; give 1 or more")
     if args.baseline_trials < 0:

@@ -13,9 +13,8 @@ Reports page and the checkpoint listings read it from there.
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
-from cifarlab.cli import CliError, check_output_file, resolve_device_flag
+from cifarlab.cli import CliError, check_checkpoint_file, check_output_file, resolve_device_flag
 from cifarlab.cli.data import ProgressPrinter, add_data_arguments, load_data_from_args
 
 
@@ -83,9 +82,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     from cifarlab.evaluate.export import confusion_csv
     from cifarlab.evaluate.report import write_text_atomic
 
-    path = Path(args.checkpoint)
-    if not path.is_file():
-        raise CliError(f"checkpoint {path} not found; list them with 'cifarlab checkpoints list'")
+    path = check_checkpoint_file(args.checkpoint)
     if args.limit is not None and args.limit < 1:
         raise CliError(f"invalid --limit {args.limit}; give a positive number of images")
     if args.batch_size < 1:
