@@ -23,9 +23,9 @@ log = logging.getLogger(__name__)
 # Torch threads per operation in the app server. Every browser session runs in its own server
 # thread, so sessions already use the cores in parallel, and previews and live attacks are many
 # small operations that gain little from splitting. On a 2-core machine, one thread made five of
-# six Augmentation preview reruns faster than two (the sixth 1 ms slower), and a live one-pixel
-# attack 2.6 times faster on a busy machine (docs/BENCHMARKS.md). Training runs in its own
-# process and keeps torch's default. CIFARLAB_APP_THREADS=N sets another number.
+# six Augmentation preview reruns faster than two (the sixth 1 ms slower), and two threads saved
+# a live one-pixel attack about 0.06 s for 1.5 times the CPU time (docs/BENCHMARKS.md). Training
+# runs in its own process and keeps torch's default. CIFARLAB_APP_THREADS=N sets another number.
 APP_THREADS_ENV = "CIFARLAB_APP_THREADS"
 
 
