@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 import math
@@ -430,10 +431,25 @@ def test_select_split_rebuilds_validation():
     np.testing.assert_array_equal(train_ids, division.train_idx)
     assert not set(train_ids) & set(ids)
 
-    _, _, test_ids, test_source, notes = select_split(data, meta, "test", limit=7)
-    np.testing.assert_array_equal(test_ids, np.arange(7))
+    _, test_labels, test_ids, test_source, notes = select_split(data, meta, "test", limit=7)
+    assert len(test_ids) == 7
+    assert list(test_ids) == sorted(set(test_ids))
+    np.testing.assert_array_equal(test_labels, data.test_labels[test_ids])
     assert test_source == "test"
-    assert "first 7 images" in notes[0]
+    assert "only 7 images of the test split were scored, a class-balanced sample" in notes[0]
+    again = select_split(data, meta, "test", limit=7)[2]
+    np.testing.assert_array_equal(again, test_ids)
+
+
+def test_limit_sample_balances_classes():
+    """Images sorted by class: the first 20 would all be class 0; the sample has two of each."""
+    data = tiny_data()
+    order = np.argsort(data.test_labels, kind="stable")
+    data = dataclasses.replace(data, test_images=data.test_images[order], test_labels=data.test_labels[order])
+
+    _, labels, _, _, _ = select_split(data, training_meta(), "test", limit=20)
+
+    assert np.bincount(labels, minlength=10).tolist() == [2] * 10
 
 
 def test_select_split_errors():
@@ -568,7 +584,7 @@ def test_other_splits_cached_apart(user_checkpoint):
     assert limited.generalization["train_images"] == 10
     assert os.path.dirname(val.cache_path) == str(paths.cache_dir() / "reports")
     assert val.cache_path.endswith(".val.report.json")
-    assert limited.cache_path.endswith(".first10.report.json")
+    assert limited.cache_path.endswith(".sample10.report.json")
     assert load_cached_report(user_checkpoint, "test", gap_images=20).created == test.created
 
 

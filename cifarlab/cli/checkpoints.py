@@ -62,7 +62,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     half_parser.add_argument("--out", type=Path, required=True, help="the float16 checkpoint to write")
     half_parser.add_argument(
         "--check-images", type=int, default=10_000, metavar="N",
-        help="first N test images of the bundled data set to compare on (default: 10000, all)",
+        help="test images of the bundled data set to compare on, a fixed class-balanced sample (default: 10000, all)",
     )
     half_parser.set_defaults(func=run_half)
 
@@ -183,6 +183,8 @@ def _read_report(path: Path) -> dict[str, Any] | None:
 
 def run_half(args: argparse.Namespace) -> int:
     from cifarlab.data import DataError, load_cifar10
+    from cifarlab.evaluate.report import LIMIT_SAMPLE_SEED
+    from cifarlab.train.dataset import stratified_subset
 
     if args.check_images < 1:
         raise CliError(f"--check-images must be at least 1, got {args.check_images}")
@@ -192,8 +194,12 @@ def run_half(args: argparse.Namespace) -> int:
         data = load_cifar10("bundled")
     except DataError as error:
         raise CliError(str(error)) from error
-    images = torch.from_numpy(np.ascontiguousarray(data.test_images[: args.check_images]))
-    labels = torch.from_numpy(np.asarray(data.test_labels[: args.check_images]))
+    ids = np.arange(len(data.test_labels))
+    if args.check_images < len(ids):
+        # A class-balanced sample: the bundled test images are stored class by class.
+        ids = stratified_subset(data.test_labels, ids, args.check_images, LIMIT_SAMPLE_SEED)
+    images = torch.from_numpy(np.ascontiguousarray(data.test_images[ids]))
+    labels = torch.from_numpy(np.asarray(data.test_labels[ids]))
     try:
         check = checkpoints.save_half_precision(args.path, args.out, images, labels)
     except checkpoints.CheckpointError as error:

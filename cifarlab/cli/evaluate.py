@@ -37,7 +37,7 @@ def add_parser(subparsers) -> None:
         "(default: test)",
     )
     parser.add_argument(
-        "--limit", type=int, metavar="N", help="score only the first N images of the split"
+        "--limit", type=int, metavar="N", help="score only N images of the split: a fixed, class-balanced sample"
     )
     parser.add_argument("--json", metavar="OUT", help="also write the whole report as JSON to OUT")
     parser.add_argument(

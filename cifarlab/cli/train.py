@@ -21,6 +21,7 @@ import os
 import shutil
 import signal
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -81,7 +82,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     files = parser.add_argument_group("files")
     files.add_argument("--config", type=Path, metavar="JSON", help="read TrainConfig fields from this JSON file; flags override them")
-    files.add_argument("--out", type=Path, metavar="PATH", help="checkpoint to write (default: <checkpoint folder>/<arch>-<date>-<time>.pt)")
+    files.add_argument("--out", type=Path, metavar="PATH", help="checkpoint to write; missing folders are created (default: <checkpoint folder>/<arch>-<date>-<time>.pt)")
     # torchrun reads every option that abbreviates one of its own (--log of --log-dir, --monitor of
     # --monitor-interval) and stops with "ambiguous option", so those two have a second name.
     files.add_argument(
@@ -355,8 +356,15 @@ def _check_output_path(path: Path, flag: str, *, suffix: str | None = None) -> N
         ancestor = ancestor.parent
     if not ancestor.is_dir():
         raise CliError(f"invalid {flag} {path}: {ancestor} is a file, so the folder cannot be created; choose another path")
-    if not os.access(ancestor, os.W_OK | os.X_OK):
-        raise CliError(f"invalid {flag} {path}: the folder {ancestor} is not writable; choose another path")
+    # Writing a scratch file is the only reliable test: permission bits say nothing about
+    # read-only mounts or special file systems such as /proc, and root passes every os.access.
+    try:
+        with tempfile.NamedTemporaryFile(dir=ancestor, prefix=".cifarlab-", suffix=".check"):
+            pass
+    except OSError as error:
+        raise CliError(
+            f"invalid {flag} {path}: files cannot be written in {ancestor} ({error.strerror}); choose another path"
+        ) from None
 
 
 def _resumed_checkpoint(resume: Path) -> Path:

@@ -65,7 +65,7 @@ class EvaluationReport:
     format: int
     checkpoint: dict[str, Any]  # path, name, arch, sha256, size_bytes, mtime_ns
     split: str  # test, val or train
-    limit: int | None  # only the first `limit` images of the split were scored
+    limit: int | None  # only a class-balanced sample of `limit` images of the split was scored
     data: dict[str, Any]  # source, description, image_source ("test"/"train"), num_images
     class_names: list[str]
     metrics: ClassificationMetrics
@@ -209,15 +209,21 @@ def training_split_settings(meta: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+# Seed of the class-balanced sample that ``limit`` scores; fixed, so every run scores the same images.
+LIMIT_SAMPLE_SEED = 0
+
+
 def select_split(
     data: Any, meta: dict[str, Any], split: str, limit: int | None = None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, str, list[str]]:
     """Return ``(images, labels, image_ids, image_source, notes)`` of a split of ``data``.
 
     ``image_ids`` index ``data.test_images`` when ``image_source`` is ``"test"`` and
-    ``data.train_images`` otherwise. ``limit`` keeps the first ``limit`` ids of the split.
+    ``data.train_images`` otherwise. ``limit`` keeps a fixed, class-balanced sample of
+    ``limit`` ids of the split, in ascending order.
     """
     from cifarlab.data import split_train_val
+    from cifarlab.train.dataset import stratified_subset
 
     if split not in SPLITS:
         raise EvaluationError(f"invalid split {split!r}; choose one of {', '.join(SPLITS)}")
@@ -246,11 +252,16 @@ def select_split(
             )
         ids = division.val_idx if split == "val" else division.train_idx
 
-    if limit is not None and limit < len(ids):
-        ids = ids[:limit]
-        notes.append(f"only the first {limit} images of the {split} split were scored")
     images = data.test_images if image_source == "test" else data.train_images
     labels = data.test_labels if image_source == "test" else data.train_labels
+    if limit is not None and limit < len(ids):
+        # A class-balanced sample, because the first images of a split sorted by class (as some
+        # archives are) would all be airplanes and make every per-class number meaningless.
+        ids = stratified_subset(labels[ids], ids, limit, LIMIT_SAMPLE_SEED)
+        notes.append(
+            f"only {limit} images of the {split} split were scored, a class-balanced sample "
+            f"drawn with seed {LIMIT_SAMPLE_SEED}"
+        )
     return images[ids], labels[ids], ids, image_source, notes
 
 
@@ -486,7 +497,7 @@ def report_paths(path: str | os.PathLike, split: str, limit: int | None, sha256:
     # another source replaces its report (the source is checked when a report is read).
     qualifier = "" if split == "test" and limit is None else f".{split}"
     if limit is not None:
-        qualifier += f".first{limit}"
+        qualifier += f".sample{limit}"
     cached = paths.cache_dir() / "reports" / f"{path.stem}-{sha256[:16]}{qualifier}{REPORT_SUFFIX}"
     if qualifier:
         return [cached]
