@@ -44,6 +44,21 @@ def test_train_rejects_bad_out(tmp_path, capsys, make_out, expected):
     assert sorted(tmp_path.rglob("*")) == before
 
 
+@pytest.mark.parametrize(
+    ("flag", "path"),
+    [("--out", "/proc/cifarlab/model.pt"), ("--out", "/proc/model.pt"), ("--log", "/proc/train.log.jsonl")],
+)
+def test_train_rejects_unwritable_output(tmp_path, capsys, flag, path):
+    """Running as root, a read-only mode does not stop writes, so /proc stands in for one."""
+    extra = [flag, path] if flag == "--out" else ["--out", str(tmp_path / "m.pt"), flag, path]
+
+    code = main(train_args(tmp_path, *extra))
+
+    error = capsys.readouterr().err
+    assert code == 2
+    assert f"invalid {flag} {path}: files cannot be written in /proc" in error
+
+
 def test_train_rejects_folder_log(tmp_path, capsys):
     code = main(train_args(tmp_path, "--out", str(tmp_path / "m.pt"), "--log", str(tmp_path)))
 
