@@ -59,6 +59,22 @@ def test_train_rejects_unwritable_output(tmp_path, capsys, flag, path):
     assert f"invalid {flag} {path}: files cannot be written in /proc" in error
 
 
+@pytest.mark.parametrize(
+    ("extra", "expected"),
+    [
+        (["--epochs", "0"], "invalid --epochs 0: expected an integer >= 1"),
+        (["--train-subset", "0"], "invalid --train-subset 0: expected an integer >= 1, or leave --train-subset out"),
+        (["--arch-option", "activation=sigmoid"], "invalid --arch-option activation='sigmoid' for arch 'lenet'"),
+    ],
+)
+def test_train_errors_name_flags(tmp_path, capsys, extra, expected):
+    code = main(["train", "--arch", "lenet", *extra])
+
+    error = capsys.readouterr().err
+    assert code == 2
+    assert expected in error
+
+
 def test_train_rejects_folder_log(tmp_path, capsys):
     code = main(train_args(tmp_path, "--out", str(tmp_path / "m.pt"), "--log", str(tmp_path)))
 

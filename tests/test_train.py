@@ -152,7 +152,7 @@ def test_config_copies_caller_dicts():
         ("val_size", -1, r"invalid val_size=-1: expected an integer >= 0"),
         ("train_subset", 0, r"invalid train_subset=0: expected an integer >= 1 or None"),
         ("offline_copies", -1, r"invalid offline_copies=-1: expected an integer from 0 to 10"),
-        ("offline_copies", 11, r"invalid offline_copies=11: expected an integer from 0 to 10"),
+        ("offline_copies", 11, r"invalid --offline-copies 11: expected an integer from 0 to 10"),
         ("offline_copies", 1.5, r"invalid offline_copies=1\.5: expected an integer from 0 to 10"),
         ("offline_copies", True, r"invalid offline_copies=True"),
         ("offline_copies", 2, r"invalid offline_copies=2: expected 0 when offline_recipe is None"),
@@ -184,7 +184,7 @@ def test_config_rejects_patience_without_validation():
     ("recipe", "match"),
     [
         ("fancy", r"invalid offline_recipe='fancy': expected a recipe dict or a preset name: none, standard"),
-        ("none", r"invalid offline_recipe='none': expected a recipe with at least one operation"),
+        ("none", r"invalid --offline-recipe none: expected a recipe with at least one operation"),
         ({"version": 1, "operations": [{"op": "warp"}]}, r"invalid offline_recipe: .*warp"),
         (["blend"], r"invalid offline_recipe=\['blend'\]: expected a recipe dict"),
     ],
@@ -645,12 +645,12 @@ def test_cli_flags_build_config(tmp_path):
         (["--arch-option", "widths"], r"invalid --arch-option 'widths': expected KEY=VALUE"),
         (["--recipe", "sharpen"], r"invalid --recipe 'sharpen': give a preset"),
         (["--config", "missing.json"], r"config file not found: missing\.json"),
-        (["--batch-size", "0"], r"invalid batch_size=0"),
+        (["--batch-size", "0"], r"invalid --batch-size 0: expected an integer >= 1"),
         (["--offline-copies", "2"], r"--offline-copies 2 needs --offline-recipe NAME\|PATH"),
         (["--offline-recipe", "standard"], r"--offline-recipe standard needs --offline-copies N"),
-        (["--offline-copies", "11", "--offline-recipe", "standard"], r"invalid offline_copies=11: expected an integer from 0 to 10"),
+        (["--offline-copies", "11", "--offline-recipe", "standard"], r"invalid --offline-copies 11: expected an integer from 0 to 10"),
         (["--offline-copies", "1", "--offline-recipe", "blur"], r"invalid --offline-recipe 'blur': give a preset"),
-        (["--offline-copies", "1", "--offline-recipe", "none"], r"invalid offline_recipe='none': expected a recipe with at least one operation"),
+        (["--offline-copies", "1", "--offline-recipe", "none"], r"invalid --offline-recipe none: expected a recipe with at least one operation"),
     ],
 )
 def test_cli_rejects_bad_flags(args, match):
@@ -739,7 +739,7 @@ def test_cli_reports_invalid_value_without_traceback(tmp_path):
     result = _cli("--arch", "lenet", "--lr", "-1", "--out", str(tmp_path / "x.pt"))
 
     assert result.returncode == 2
-    assert "error: invalid lr=-1.0: expected a number in (0, inf)" in result.stderr
+    assert "error: invalid --lr -1.0: expected a number in (0, inf)" in result.stderr
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "x.pt").exists()
 

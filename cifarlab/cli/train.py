@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 from typing import Any, TextIO
 
-from cifarlab.cli import CliError
+from cifarlab.cli import CliError, resolve_device_flag
 
 # Command-line flag -> TrainConfig field, for the flags that map one to one.
 _FIELD_FLAGS = {
@@ -168,7 +168,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         field = _FIELD_FLAGS.get(action.dest)
         if field is not None and action.help and defaults[field] is not None:
             action.help += f" (default: {defaults[field]})"
-    parser.set_defaults(func=run)
+    # Config errors name TrainConfig fields; this maps each field to the flag that sets it.
+    flags = {action.dest: max(action.option_strings, key=len) for action in parser._actions if action.option_strings}
+    parser.set_defaults(func=run, config_flags=flags)
 
 
 def build_config(args: argparse.Namespace) -> tuple[Any, bool]:
@@ -211,7 +213,26 @@ def build_config(args: argparse.Namespace) -> tuple[Any, bool]:
             )
         return TrainConfig.from_dict(values), from_resume
     except ValueError as error:
-        raise CliError(str(error)) from None
+        raise CliError(_as_flag_message(str(error), getattr(args, "config_flags", {}))) from None
+
+
+def _as_flag_message(message: str, flags: dict[str, str]) -> str:
+    """Reword a TrainConfig error for the command line: ``invalid epochs=0`` -> ``invalid --epochs 0``."""
+    for field, flag in flags.items():
+        prefix = f"invalid {field}="
+        if not message.startswith(prefix):
+            continue
+        rest = message[len(prefix):]
+        if ": invalid option " in rest:  # an --arch-option error names the option itself
+            return f"invalid {flag} {rest.split(': invalid option ', 1)[1]}"
+        if ": expected " not in rest:
+            return message
+        value, expected = rest.split(": expected ", 1)
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        expected = expected.replace(" or None", f", or leave {flag} out")
+        return f"invalid {flag} {value}: expected {expected}"
+    return message
 
 
 def _read_json(path: Path, what: str) -> dict[str, Any]:
@@ -287,6 +308,7 @@ def run(args: argparse.Namespace) -> int:
     if args.print_config:
         print(json.dumps(config.to_dict(), indent=2))
         return 0
+    resolve_device_flag(config.device)  # an unavailable accelerator fails here, with the flag's name
 
     if args.out is not None:
         out = args.out
