@@ -152,7 +152,7 @@ def test_config_copies_caller_dicts():
         ("val_size", -1, r"invalid val_size=-1: expected an integer >= 0"),
         ("train_subset", 0, r"invalid train_subset=0: expected an integer >= 1 or None"),
         ("offline_copies", -1, r"invalid offline_copies=-1: expected an integer from 0 to 10"),
-        ("offline_copies", 11, r"invalid --offline-copies 11: expected an integer from 0 to 10"),
+        ("offline_copies", 11, r"invalid offline_copies=11: expected an integer from 0 to 10"),
         ("offline_copies", 1.5, r"invalid offline_copies=1\.5: expected an integer from 0 to 10"),
         ("offline_copies", True, r"invalid offline_copies=True"),
         ("offline_copies", 2, r"invalid offline_copies=2: expected 0 when offline_recipe is None"),
@@ -184,7 +184,7 @@ def test_config_rejects_patience_without_validation():
     ("recipe", "match"),
     [
         ("fancy", r"invalid offline_recipe='fancy': expected a recipe dict or a preset name: none, standard"),
-        ("none", r"invalid --offline-recipe none: expected a recipe with at least one operation"),
+        ("none", r"invalid offline_recipe='none': expected a recipe with at least one operation"),
         ({"version": 1, "operations": [{"op": "warp"}]}, r"invalid offline_recipe: .*warp"),
         (["blend"], r"invalid offline_recipe=\['blend'\]: expected a recipe dict"),
     ],
