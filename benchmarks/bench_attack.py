@@ -4,7 +4,7 @@ Sections (all by default, or pick with the flags):
 
 - ``--compare-scoring``: the same search with candidates scored by the whole model every time,
   with the memo of earlier candidates, and with the memo and incremental first layers (the
-  default); says whether all three gave identical results.
+  default), and whether all three gave identical results.
 - ``--compare-scipy``: cifarlab's torch differential evolution against
   ``scipy.optimize.differential_evolution`` (``vectorized=True``, ``polish=False``, DE/rand/1,
   F = 0.5, recombination 1.0, the same first population and the same integer decoding and
@@ -270,7 +270,7 @@ SCORING = {
 def compare_scoring(model, data, indices: list[int], config: AttackConfig) -> dict:
     """Time the search with each way of scoring candidates, interleaved per image.
 
-    All variants run the same search; ``identical`` says whether every image got the same
+    All variants run the same search. ``identical`` is True when every image got the same
     status, adversarial image and generations under each of them.
     """
     rows = {name: [] for name in SCORING}

@@ -49,11 +49,11 @@ torch.set_num_threads(app_threads())
 def leave_pages_directory_mode() -> None:
     """Rerun through ``st.navigation`` when Streamlit ran a page in its older multipage mode.
 
-    Because ``pages/`` exists, Streamlit 1.67 starts the server in its older multipage mode: a
-    link to a page runs that page's script alone, under a sidebar built from file names
-    ("streamlit app", no icons), until some session opens the home page and ``st.navigation``
-    switches the whole server over. Switching here, on the first page run, and rerunning sends
-    every run through ``streamlit_app.py``, whichever page a student opens first.
+    Because ``pages/`` exists, Streamlit 1.67 starts the server in its older multipage mode.
+    In that mode a link to a page runs that page's script alone, under a sidebar built from file
+    names ("streamlit app", no icons). Only when some session opens the home page does
+    ``st.navigation`` switch the whole server over. Switching here, on the first page run, and
+    rerunning sends every run through ``streamlit_app.py``, whichever page a student opens first.
     """
     # NOTE: PagesManager.uses_pages_directory is Streamlit's internal flag for that mode (the
     # one st.navigation clears); without it the first visitor may see the older sidebar.

@@ -54,7 +54,7 @@ class AttackConfig:
     # memo: a candidate proposed again for the same image is not sent to the model again.
     memo: bool = True
     # incremental: recompute only the first-layer outputs a changed pixel reaches, for the
-    # networks that support it (LeNet-5, MLP); a success is always confirmed by the whole model.
+    # networks that support it (LeNet-5, MLP). The whole model always confirms a success.
     incremental: bool = True
 
     def __post_init__(self):

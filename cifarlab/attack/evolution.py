@@ -51,7 +51,7 @@ from torch import nn
 
 from cifarlab.attack.config import FAILED, STOPPED, SUCCESS, AttackConfig, ProgressCallback, StopRequest
 from cifarlab.attack.pixels import VALUES_PER_PIXEL, candidate_bounds, snap_candidates
-from cifarlab.attack.queries import CandidateScorer, evaluate_candidates
+from cifarlab.attack.queries import CandidateScorer
 
 logger = logging.getLogger(__name__)
 

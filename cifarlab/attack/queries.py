@@ -12,8 +12,8 @@ in two ways, and neither changes which image the model classifies:
   (LeNet-5 and the MLP). A few changed pixels change only a few outputs of the first layers;
   every other output is the clean image's, computed once per image. A stem of unpadded
   convolutions and pooling is recomputed on a small crop around each changed pixel and pasted
-  into the clean output; a linear stem gets the changed pixels' weight columns added. The rest
-  of the network runs as usual.
+  into the clean output. A linear stem gets the changed pixels' weight columns added instead.
+  The rest of the network runs as usual.
 
 Incremental logits equal the full forward pass's up to float rounding, because the sums run in
 another order. So `CandidateScorer.reference` classifies a candidate image with the whole model,

@@ -63,8 +63,8 @@ def check_output_file(value: str | os.PathLike | None, flag: str) -> None:
     parent = path.absolute().parent
     if not parent.is_dir():
         raise CliError(f"invalid {flag} {path}: the folder {parent} does not exist; create it first or choose another path")
-    # Writing a scratch file is the only reliable test: permission bits say nothing about
-    # read-only mounts or special file systems such as /proc.
+    # Only writing a scratch file tests this reliably, because permission bits miss read-only
+    # mounts and special file systems such as /proc.
     try:
         with tempfile.NamedTemporaryFile(dir=parent, prefix=f".{path.name}.", suffix=".check"):
             pass

@@ -378,8 +378,8 @@ def _check_output_path(path: Path, flag: str, *, suffix: str | None = None) -> N
         ancestor = ancestor.parent
     if not ancestor.is_dir():
         raise CliError(f"invalid {flag} {path}: {ancestor} is a file, so the folder cannot be created; choose another path")
-    # Writing a scratch file is the only reliable test: permission bits say nothing about
-    # read-only mounts or special file systems such as /proc, and root passes every os.access.
+    # Only writing a scratch file tests this reliably, because permission bits miss read-only
+    # mounts and special file systems such as /proc, and root passes every os.access check.
     try:
         with tempfile.NamedTemporaryFile(dir=ancestor, prefix=".cifarlab-", suffix=".check"):
             pass

@@ -60,8 +60,8 @@ class LeNet5(nn.Module):
     def stem_and_rest(self) -> tuple[nn.Sequential, nn.Sequential]:
         """Split the network into ``stem`` and ``rest`` with ``rest(stem(x)) == self(x)``.
 
-        The stem (first convolution and pooling) sees each input pixel through a 6 x 6
-        receptive field, so the few-pixel attack can recompute it on a small crop around a
+        Each output of the stem (first convolution and pooling) depends on a 6 x 6 receptive
+        field of input pixels, so the few-pixel attack can recompute it on a small crop around a
         changed pixel instead of on the whole image (`cifarlab.attack.queries`).
         """
         stem = nn.Sequential(self.conv1, self.pool1)
