@@ -179,6 +179,20 @@ def wait_for_app(browser_page, timeout_ms: int = 120_000) -> None:
 
 
 @pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """Save an untrained width-4 CNN once and return its path, for command-line tests."""
+    import torch
+
+    from cifarlab.checkpoints import save_checkpoint
+    from cifarlab.models import build_model
+
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("tiny-checkpoint") / "tiny-cnn.pt"
+    save_checkpoint(path, build_model("cnn", width=4), {})
+    return str(path)
+
+
+@pytest.fixture(scope="session")
 def trained_checkpoint_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Train two tiny LeNets for page tests and return their folder.
 

@@ -574,16 +574,6 @@ def test_baseline_is_seeded():
 # --- command line -----------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def tiny_checkpoint(tmp_path_factory) -> str:
-    from cifarlab.checkpoints import save_checkpoint
-
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("attack-cli") / "tiny-cnn.pt"
-    save_checkpoint(path, build_model("cnn", width=4), {})
-    return str(path)
-
-
 def test_cli_prints_table_and_writes_json(tiny_checkpoint, tmp_path, capsys):
     from cifarlab.cli import main
 

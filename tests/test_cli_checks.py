@@ -10,14 +10,6 @@ from cifarlab.cli import main
 from cifarlab.models import build_model
 
 
-@pytest.fixture(scope="module")
-def tiny_checkpoint(tmp_path_factory) -> str:
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("cli-checks") / "tiny-cnn.pt"
-    save_checkpoint(path, build_model("cnn", width=4), {})
-    return str(path)
-
-
 def train_args(tmp_path, *extra: str) -> list[str]:
     return ["train", "--arch", "lenet", "--epochs", "1", "--train-subset", "100", "--device", "cpu", *extra]
 
@@ -49,7 +41,7 @@ def test_train_rejects_bad_out(tmp_path, capsys, make_out, expected):
     [("--out", "/proc/cifarlab/model.pt"), ("--out", "/proc/model.pt"), ("--log", "/proc/train.log.jsonl")],
 )
 def test_train_rejects_unwritable_output(tmp_path, capsys, flag, path):
-    """Running as root, a read-only mode does not stop writes, so /proc stands in for one."""
+    """Root ignores a read-only mode, so the tests use /proc, where no file can be created."""
     extra = [flag, path] if flag == "--out" else ["--out", str(tmp_path / "m.pt"), flag, path]
 
     code = main(train_args(tmp_path, *extra))
@@ -219,7 +211,7 @@ def test_checkpoint_folder_named_as_folder(tmp_path, capsys, command):
 
 
 def test_unwritable_json_folder_rejected_before_attack(tiny_checkpoint, capsys, monkeypatch):
-    """Running as root, a read-only mode does not stop writes, so /proc stands in for one."""
+    """Root ignores a read-only mode, so the tests use /proc, where no file can be created."""
     import cifarlab.attack
 
     monkeypatch.setattr(cifarlab.attack, "attack_many", lambda *args, **kwargs: pytest.fail("attack ran"))
