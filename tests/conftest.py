@@ -37,6 +37,11 @@ CHROMIUM_ARGS = [
 ]
 
 
+# Linux stamps files from a coarse clock that can lag time.time() by one jiffy (4 ms at 250 Hz,
+# 10 ms at 100 Hz). Tests that compare a file's mtime with logged times allow this margin.
+FILE_CLOCK_MARGIN_S = 0.02
+
+
 @pytest.fixture(scope="session", autouse=True)
 def cifarlab_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Point every cifarlab path at a temporary home for the whole test session."""

@@ -10,7 +10,7 @@ import re
 from pathlib import Path
 
 import pytest
-from conftest import ARTIFACT_DIR, wait_for_app
+from conftest import ARTIFACT_DIR, FILE_CLOCK_MARGIN_S, wait_for_app
 from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 from playwright.sync_api import expect
 
@@ -76,12 +76,17 @@ def set_number(page, label: str, value: int) -> None:
     expect(field).to_have_value(str(value), timeout=STEP_TIMEOUT_MS)
 
 
-def set_checkbox(page, label: str, checked: bool) -> None:
+def set_checkbox(page, label: str, checked: bool, attempts: int = 3) -> None:
     box = page.get_by_role("checkbox", name=label)
     expect(box).to_be_attached(timeout=STEP_TIMEOUT_MS)
-    if box.is_checked() != checked:
+    # A click that lands while Streamlit redraws the widget (an expander opening, a rerun) can
+    # be lost, so click again until the box shows the requested state.
+    for _ in range(attempts):
+        if box.is_checked() == checked:
+            break
         page.locator("label").filter(has_text=label).first.click()
         wait_for_page(page)
+        page.wait_for_timeout(500)
     expect(box).to_be_checked(checked=checked, timeout=STEP_TIMEOUT_MS)
 
 
@@ -184,7 +189,7 @@ def test_stop_midway_keeps_checkpoint(streamlit_server, page, artifact_dir, no_r
     assert progress_value(page) < 100
     # The trainer checks the stop file after every batch: at most the batch in flight when
     # the file appeared ends after it.
-    stop_requested_at = run.stop_path.stat().st_mtime
+    stop_requested_at = run.stop_path.stat().st_mtime + FILE_CLOCK_MARGIN_S
     assert len([batch for batch in progress.batches if batch["time"] > stop_requested_at]) <= 1
     assert run.checkpoint_path.is_file()
     assert run.can_resume
